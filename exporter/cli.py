@@ -1,0 +1,132 @@
+"""Command line: flags (Prometheus style), environment, config file; exit codes.
+
+Exit codes: 0 stopped cleanly or config valid, 1 runtime failure (cannot listen), 2 bad flags
+or bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from exporter import __version__
+from exporter.app import Exporter, WebSettings, parse_listen_address
+from exporter.config import Config
+from exporter.config_loader import ConfigError, build_config, load_config_file, parse_target_url
+from exporter.logsetup import LEVELS, configure
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = "REDIS_CONNECTION_EXPORTER_"
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def env_name(flag: str) -> str:
+    """`--web.listen-address` -> `REDIS_CONNECTION_EXPORTER_WEB_LISTEN_ADDRESS`."""
+    return ENV_PREFIX + flag.lstrip("-").replace(".", "_").replace("-", "_").upper()
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redis-connection-exporter",
+        description="Prometheus exporter for Redis client connections. Every flag can also "
+                    f"be set as {ENV_PREFIX}<FLAG> (dots and dashes as underscores).")
+
+    def option(flag: str, **kwargs: Any) -> None:
+        value = env.get(env_name(flag))
+        if value is not None:
+            kwargs["default"] = value.split(",") if kwargs.get("action") == "append" else value
+        parser.add_argument(flag, **kwargs)
+
+    option("--config.file", dest="config_file", metavar="FILE",
+           help="YAML configuration file (default: poll redis://localhost:6379)")
+    option("--redis.addr", dest="redis_addr", action="append", metavar="URL",
+           help="target URL, repeatable; replaces the config file's targets")
+    option("--redis.user", dest="redis_user", metavar="USER",
+           help="ACL user for --redis.addr targets")
+    option("--redis.password-file", dest="redis_password_file", metavar="FILE",
+           help="file holding the password for --redis.addr targets")
+    option("--web.listen-address", dest="listen_address", default=":9379",
+           help="address to serve HTTP on (default :9379)")
+    option("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+           help="path of the metrics (default /metrics)")
+    option("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
+    option("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration, print every problem, exit 0 or 2")
+    parser.add_argument("--version", action="version",
+                        version=f"redis-connection-exporter {__version__}")
+    return parser
+
+
+def load(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
+    override = None
+    if args.redis_addr:
+        override = [_addr_target(addr, args) for addr in args.redis_addr]
+    if args.config_file:
+        return load_config_file(args.config_file, env=env, override_targets=override)
+    return build_config(None, env=env, override_targets=override)
+
+
+def _addr_target(addr: str, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        name = parse_target_url(addr).display
+    except ValueError:
+        name = "(invalid)"  # the url problem is reported by validation, never the URL itself
+    target: dict[str, Any] = {"name": name, "url": addr}
+    if args.redis_user:
+        target["username"] = args.redis_user
+    if args.redis_password_file:
+        target["password_file"] = args.redis_password_file
+    return target
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = build_parser(env).parse_args(argv)
+    configure(args.log_level, args.log_format)
+    try:
+        parse_listen_address(args.listen_address)
+        config = load(args, env)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as error:
+        print(f"flag error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(f"config OK: {len(config.targets)} target(s)")
+        return EXIT_OK
+    return run(config, WebSettings(args.listen_address, args.telemetry_path))
+
+
+def run(config: Config, web: WebSettings) -> int:
+    exporter = Exporter(config, web)
+    try:
+        exporter.start()
+    except OSError as error:
+        log.error("cannot listen address=%s err=%s", web.listen_address, error.strerror)
+        exporter.stop()
+        return EXIT_FAILURE
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    def request_reload(_signum: int, _frame: object) -> None:
+        log.warning("SIGHUP received; reload is not implemented yet, restart to apply changes")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_reload)
+    while not stop.wait(1.0):
+        pass
+    exporter.stop()
+    return EXIT_OK

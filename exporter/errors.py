@@ -1,0 +1,105 @@
+"""Maps what went wrong to the closed set of `kind` label values. No free text reaches a label."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+from redis import exceptions as redis_errors
+
+# Prefixes of Redis error replies, in the order they are tested.
+_REPLY_KINDS = (
+    ("WRONGPASS", "auth"),
+    ("NOAUTH", "auth"),
+    ("ERR invalid password", "auth"),
+    ("ERR AUTH", "auth"),
+    ("ERR Client sent AUTH", "auth"),
+    ("NOPERM", "noperm"),
+    ("ERR max number of clients", "maxclients"),
+    ("LOADING", "loading"),
+    ("BUSY", "busy"),
+    ("MASTERDOWN", "other"),
+    ("ERR unknown command", "unsupported"),
+    ("ERR unknown subcommand", "unsupported"),
+    ("ERR Unknown subcommand", "unsupported"),
+    ("ERR syntax error", "unsupported"),
+)
+
+
+class StepTimeout(Exception):
+    """A poll step overran `poll.timeout` and its socket was closed by the watchdog."""
+
+
+class HandshakeRefused(Exception):
+    """The server refused a handshake command; `command` says which (AUTH, SETNAME, SELECT)."""
+
+    def __init__(self, command: str, reply: redis_errors.ResponseError) -> None:
+        super().__init__(f"{command}: {reply}")
+        self.command = command
+        self.reply = reply
+
+
+def classify_reply(message: str) -> str:
+    for prefix, kind in _REPLY_KINDS:
+        if message.startswith(prefix):
+            return kind
+    return "other"
+
+
+def classify(error: BaseException) -> str:
+    """The `kind` of an exception raised while talking to Redis."""
+    if isinstance(error, StepTimeout):
+        return "timeout"
+    if isinstance(error, HandshakeRefused):
+        return classify_reply(str(error.reply))
+    if isinstance(error, redis_errors.AuthenticationError):
+        return "auth"
+    if isinstance(error, redis_errors.ResponseError):
+        return classify_reply(str(error))
+    if isinstance(error, (redis_errors.TimeoutError, socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(error, ssl.SSLError) or _caused_by(error, ssl.SSLError):
+        return "tls"
+    if isinstance(error, redis_errors.ConnectionError):
+        return _classify_connection_error(error)
+    if isinstance(error, (redis_errors.InvalidResponse, redis_errors.DataError)):
+        return "protocol"
+    if isinstance(error, ConnectionRefusedError):
+        return "refused"
+    return "other"
+
+
+def _classify_connection_error(error: redis_errors.ConnectionError) -> str:
+    text = str(error)
+    if "max number of clients" in text:
+        return "maxclients"
+    if f"Error {errno.ECONNREFUSED} " in text or "Connection refused" in text:
+        return "refused"
+    if "No such file or directory" in text or f"Error {errno.ENOENT} " in text:
+        return "refused"  # unix socket missing: nothing listens there
+    if "SSL" in text or "certificate" in text:
+        return "tls"
+    if "Timeout" in text or "timed out" in text:
+        return "timeout"
+    if "Protocol Error" in text:
+        return "protocol"
+    return "other"
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    seen = 0
+    cause = error.__cause__ or error.__context__
+    while cause is not None and seen < 5:
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
+def is_tls_eof(error: BaseException) -> bool:
+    """EOF or reset during a TLS handshake: at maxclients Redis closes before TLS starts."""
+    text = str(error)
+    return any(marker in text for marker in ("EOF occurred", "UNEXPECTED_EOF",
+                                              "Connection reset", "Connection closed"))

@@ -1,0 +1,47 @@
+"""Pure INFO parsing: tolerant of unknown, missing and odd fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def parse_info(raw: bytes | str) -> dict[str, str]:
+    """`field:value` lines of every section; comments, blanks and odd lines are skipped."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def info_number(fields: Mapping[str, str], key: str) -> float | None:
+    """The field as a number, or None when the server does not report it (never 0)."""
+    value = fields.get(key)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`7.0.15` -> (7, 0, 15); unparseable parts count as 0."""
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def connections_in_use(fields: Mapping[str, str]) -> float | None:
+    """What Redis compares with maxclients: clients + replicas + cluster bus links."""
+    clients = info_number(fields, "connected_clients")
+    if clients is None:
+        return None
+    return (clients + (info_number(fields, "connected_slaves") or 0)
+            + (info_number(fields, "cluster_connections") or 0))

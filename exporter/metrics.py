@@ -1,0 +1,186 @@
+"""The one table of metric families: name, type, help and the source of the value.
+
+The order here is the order of families on /metrics. Renderers look families up by name, so a
+metric that is not in this table cannot be emitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_LAST_POLL = "From the last poll (INFO every poll.interval, default 15s)."
+_LAST_LIST = ("From the last CLIENT LIST (every client_list.client_list_interval, default 15s; "
+              "longer while backed off).")
+_SNAPSHOT = (" A snapshot of all current clients, not a running count: never rate() it; use "
+             "histogram_quantile(q, sum by (le) (..._bucket)) and _sum / _count.")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    type: str  # gauge, counter or histogram
+    help: str
+
+
+@dataclass(frozen=True)
+class InfoField:
+    """An INFO field exported as it is, under the Go peer's metric name."""
+
+    field: str
+    family: Family
+
+
+def _gauge(name: str, text: str) -> Family:
+    return Family(name, "gauge", text)
+
+
+def _counter(name: str, text: str) -> Family:
+    return Family(name, "counter", text)
+
+
+UP = _gauge("redis_up", "1 if the last INFO on the held poll connection succeeded, else 0. "
+            + _LAST_POLL)
+INSTANCE_INFO = _gauge("redis_instance_info",
+                       "Redis version, role and mode, always 1. " + _LAST_POLL)
+START_TIME = _gauge("redis_start_time_seconds",
+                    "Unix time Redis started (now minus uptime, kept while run_id is the same). "
+                    + _LAST_POLL)
+
+INFO_FIELDS = (
+    InfoField("connected_clients", _gauge(
+        "redis_connected_clients", "Client connections, not counting replicas (INFO "
+        "connected_clients). " + _LAST_POLL)),
+    InfoField("blocked_clients", _gauge(
+        "redis_blocked_clients", "Clients blocked in BLPOP, XREAD, WAIT and similar. "
+        + _LAST_POLL)),
+    InfoField("tracking_clients", _gauge(
+        "redis_tracking_clients", "Clients with client-side caching tracking on. " + _LAST_POLL)),
+    InfoField("pubsub_clients", _gauge(
+        "redis_pubsub_clients", "Clients in pub/sub mode (Redis 7.4+). " + _LAST_POLL)),
+    InfoField("watching_clients", _gauge(
+        "redis_watching_clients", "Clients in WATCH (Redis 7.4+). " + _LAST_POLL)),
+    InfoField("clients_in_timeout_table", _gauge(
+        "redis_clients_in_timeout_table", "Clients in the timeout table (blocking with a "
+        "timeout). " + _LAST_POLL)),
+    InfoField("connected_slaves", _gauge(
+        "redis_connected_slaves", "Connected replicas. " + _LAST_POLL)),
+    InfoField("cluster_connections", _gauge(
+        "redis_cluster_connections", "Cluster bus connections; they count against maxclients. "
+        + _LAST_POLL)),
+    InfoField("client_recent_max_input_buffer", _gauge(
+        "redis_client_recent_max_input_buffer_bytes", "Largest client input buffer in the "
+        "last seconds. " + _LAST_POLL)),
+    InfoField("client_recent_max_output_buffer", _gauge(
+        "redis_client_recent_max_output_buffer_bytes", "Largest client output buffer in the "
+        "last seconds (read before CLIENT LIST, so never the exporter's own reply). "
+        + _LAST_POLL)),
+    InfoField("mem_clients_normal", _gauge(
+        "redis_mem_clients_normal", "Bytes used by normal clients' buffers. " + _LAST_POLL)),
+    InfoField("total_connections_received", _counter(
+        "redis_connections_received_total", "Connections accepted by Redis. " + _LAST_POLL)),
+    InfoField("rejected_connections", _counter(
+        "redis_rejected_connections_total", "Connections rejected because of maxclients. "
+        + _LAST_POLL)),
+    InfoField("evicted_clients", _counter(
+        "redis_evicted_clients_total", "Clients evicted by maxmemory-clients (Redis 7.0+). "
+        + _LAST_POLL)),
+    InfoField("client_query_buffer_limit_disconnections", _counter(
+        "redis_client_query_buffer_limit_disconnections_total", "Clients disconnected for "
+        "exceeding the query buffer limit (Redis 7.4+). " + _LAST_POLL)),
+    InfoField("client_output_buffer_limit_disconnections", _counter(
+        "redis_client_output_buffer_limit_disconnections_total", "Clients disconnected for "
+        "exceeding an output buffer limit (Redis 7.4+). " + _LAST_POLL)),
+)
+MAX_CLIENTS = _gauge("redis_max_clients", "The connection limit used for saturation: the "
+                     "target's max_clients setting, else INFO maxclients, else CONFIG GET "
+                     "maxclients. " + _LAST_POLL)
+SATURATION = _gauge("redis_connection_saturation_ratio", "(connected_clients + "
+                    "connected_slaves + cluster_connections) / maxclients; Redis rejects new "
+                    "connections at 1. " + _LAST_POLL)
+HEADROOM = _gauge("redis_connection_headroom", "maxclients minus (connected_clients + "
+                  "connected_slaves + cluster_connections): connections Redis still accepts. "
+                  + _LAST_POLL)
+
+CONNECTIONS = _gauge("redis_client_connections", "Client connections per group "
+                     "(client_list.group_by, capped at max_groups, the rest in __other__); "
+                     "the groups sum to the CLIENT LIST line count. " + _LAST_LIST)
+IDLE_CONNECTIONS = _gauge("redis_client_idle_connections", "Connections per group idle longer "
+                          "than client_list.idle_threshold, not counting blocked, pubsub, "
+                          "replica, master or monitor clients. " + _LAST_LIST)
+HISTOGRAMS = {
+    "idle_seconds": Family("redis_client_idle_seconds", "histogram",
+                           "Seconds since each client's last command." + _SNAPSHOT + " "
+                           + _LAST_LIST),
+    "age_seconds": Family("redis_client_age_seconds", "histogram",
+                          "Age of each client connection in seconds." + _SNAPSHOT + " "
+                          + _LAST_LIST),
+    "query_buffer_bytes": Family("redis_client_query_buffer_bytes", "histogram",
+                                 "Query buffer of each client (qbuf)." + _SNAPSHOT + " "
+                                 + _LAST_LIST),
+    "output_buffer_bytes": Family("redis_client_output_buffer_bytes", "histogram",
+                                  "Output buffer memory of each client (omem)." + _SNAPSHOT
+                                  + " " + _LAST_LIST),
+    "memory_bytes": Family("redis_client_memory_bytes", "histogram",
+                           "Total memory of each client (tot-mem, Redis 6.2+)." + _SNAPSHOT
+                           + " " + _LAST_LIST),
+}
+
+_SELF = "redis_connection_exporter_"
+POOL_CONNECTIONS = _gauge(_SELF + "pool_connections", "Connections in the target's pool by "
+                          "state, as of the last poll.")
+POOL_MAX = _gauge(_SELF + "pool_max_connections", "Size limit of the target's pool: the one "
+                  "held poll connection.")
+POOL_CREATED = _counter(_SELF + "pool_connections_created_total", "Poll connections opened to "
+                        "the target (reconnects included).")
+LAST_DURATION = _gauge(_SELF + "last_poll_duration_seconds", "Duration of the last poll step "
+                       "(info, client_list, probe) for the target.")
+POLL_ERRORS = _counter(_SELF + "poll_errors_total", "Failed poll steps by kind (refused, "
+                       "timeout, auth, noperm, maxclients, loading, busy, tls, protocol, "
+                       "unsupported, other).")
+LAST_SUCCESS = _gauge(_SELF + "last_poll_success_timestamp_seconds", "Unix time of the last "
+                      "successful poll step: alert on time() minus this.")
+PROBE_SUCCESS = _gauge(_SELF + "connect_probe_success", "1 if a new client could connect, "
+                       "authenticate and PING on the last connect probe (inferred at "
+                       "maxclients without connecting), else 0.")
+PROBE_DURATION = _gauge(_SELF + "connect_probe_duration_seconds", "Duration of the last "
+                        "connect probe.")
+CLIENT_LIST_BYTES = _gauge(_SELF + "client_list_bytes", "Size of the last CLIENT LIST reply.")
+CLIENT_LIST_INTERVAL = _gauge(_SELF + "client_list_interval_seconds", "Current CLIENT LIST "
+                              "interval of the target; longer than configured while backed off.")
+CAPABILITY = _gauge(_SELF + "target_capability", "1 if the target allows the capability "
+                    "(client_list, config, client_setname, client_no_evict, "
+                    "client_list_fits_output_buffer), 0 if it was found missing.")
+
+TARGET_FAMILIES: tuple[Family, ...] = (
+    UP,
+    INSTANCE_INFO,
+    START_TIME,
+    *(item.family for item in INFO_FIELDS),
+    MAX_CLIENTS,
+    SATURATION,
+    HEADROOM,
+    CONNECTIONS,
+    IDLE_CONNECTIONS,
+    *HISTOGRAMS.values(),
+    POOL_CONNECTIONS,
+    POOL_MAX,
+    POOL_CREATED,
+    LAST_DURATION,
+    POLL_ERRORS,
+    LAST_SUCCESS,
+    PROBE_SUCCESS,
+    PROBE_DURATION,
+    CLIENT_LIST_BYTES,
+    CLIENT_LIST_INTERVAL,
+    CAPABILITY,
+)
+
+# Global self metrics live in selfmetrics.py on a prometheus-client registry.
+GLOBAL_POLL_DURATION = _SELF + "poll_duration_seconds"
+GLOBAL_BUILD_INFO = _SELF + "build_info"
+GLOBAL_RELOAD_OK = _SELF + "config_last_reload_successful"
+GLOBAL_TARGETS = _SELF + "targets"
+
+ERROR_KINDS = ("refused", "timeout", "auth", "noperm", "maxclients", "loading", "busy", "tls",
+               "protocol", "unsupported", "other")
+STEPS = ("info", "client_list", "probe")

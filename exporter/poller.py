@@ -1,0 +1,389 @@
+"""One target's poll step: fetch -> parse -> aggregate -> render -> publish a snapshot."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.exceptions import ResponseError
+
+from exporter import connection as redis_connection
+from exporter.clientlist import ClientListSpec, Histogram, summarize_client_list
+from exporter.config import Config, TargetConfig
+from exporter.errors import HandshakeRefused, classify, classify_reply, is_tls_eof
+from exporter.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
+from exporter.info import connections_in_use, info_number, parse_info, version_tuple
+from exporter.render import RedisView, SelfView, render_redis, render_self
+from exporter.snapshot import Snapshot, SnapshotStore
+from exporter.target_state import TargetStats
+from exporter.watchdog import Watchdog
+
+log = logging.getLogger(__name__)
+
+INFO_SECTIONS = ("INFO", "server", "clients", "memory", "stats", "replication")
+CONFIG_KEYS = ("maxclients", "timeout", "client-output-buffer-limit")
+CAPABILITY_RETRY_SECONDS = 300.0
+BYTES_PER_CLIENT_GUESS = 280.0  # CLIENT LIST reply size per client before we measured one
+OBUF_MARGIN = 1.2
+PROBE_SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
+
+
+@dataclass
+class ClientListState:
+    """What the last CLIENT LIST gave, kept between CLIENT LIST polls."""
+
+    groups: CappedGroups | None = None
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    group_state: GroupState = field(default_factory=GroupState)
+    rewrite_cache: dict[str, str] = field(default_factory=dict)
+    last_run: float | None = None
+    bytes_per_client: float = BYTES_PER_CLIENT_GUESS
+    retry_at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ServerFacts:
+    """Learned from INFO and CONFIG on the held connection."""
+
+    version: tuple[int, ...] | None = None
+    config_max_clients: float | None = None
+    server_timeout: float = 0.0
+    obuf_hard_limit: float = 0.0
+    config_loaded: bool = False
+    run_id: str = ""
+    start_time: float | None = None
+    headroom: float | None = None
+    connected_clients: float | None = None
+    no_evict_for: int = -1  # connection count for which CLIENT NO-EVICT was sent
+
+
+class TargetPoller:
+    """Owns one target: its poll connection, its bookkeeping and its published snapshot."""
+
+    def __init__(self, target: TargetConfig, config: Config, watchdog: Watchdog,
+                 store: SnapshotStore, wall_clock: Callable[[], float] = time.time,
+                 observe: Callable[[str, float], None] | None = None) -> None:
+        self.target = target
+        self.config = config
+        self.store = store
+        self._watchdog = watchdog
+        self._wall = wall_clock
+        self._observe = observe or (lambda step, seconds: None)
+        self.conn = redis_connection.PollConnection(target, config.poll.timeout, watchdog)
+        self.stats = TargetStats(target.name, config.poll.client_list_interval)
+        self.facts = ServerFacts()
+        self.listing = ClientListState()
+        self._spec = _client_list_spec(config)
+        self._redis_text: dict[str, str] = render_redis(target.name, None)
+        self._probe_skips = 0
+        self.last_command = 0.0
+
+    # -- poll --------------------------------------------------------------------------
+    def poll(self) -> bool:
+        """Run one poll step; return True when INFO succeeded (redis_up 1)."""
+        started = time.monotonic()
+        with_list = self._client_list_due(started)
+        with_config = self._config_due(started, with_list)
+        try:
+            replies = self._fetch(with_config, with_list)
+        except HandshakeRefused as refused:
+            if refused.command == "SETNAME" and self.conn.named and classify(refused) in (
+                    "noperm", "unsupported"):
+                self.stats.set_capability("client_setname", False, str(refused.reply))
+                self.conn.drop_name()
+                return self.poll()
+            return self._fail(started, refused)
+        except Exception as error:
+            return self._fail(started, error)
+        self.last_command = time.monotonic()
+        return self._digest(started, replies, with_config, with_list)
+
+    def _fetch(self, with_config: bool, with_list: bool
+               ) -> list[tuple[redis_connection.Reply, float]]:
+        commands: list[redis_connection.Command] = []
+        fresh = not self.conn.is_connected()
+        if fresh:
+            self.facts.config_loaded = False
+        if fresh and self.stats.capabilities.get("client_no_evict") != 0 and (
+                self.facts.version is None or self.facts.version >= (7, 0)):
+            commands.append((self.target.commands.client, "NO-EVICT", "on"))
+        modern = self.facts.version is not None and self.facts.version >= (7, 0)
+        commands.append(INFO_SECTIONS if modern else ("INFO",))
+        if with_config or fresh:
+            commands.extend((self.target.commands.config, "GET", key) for key in CONFIG_KEYS)
+        if with_list:
+            commands.append((self.target.commands.client, "LIST"))
+        replies = self.conn.execute(commands)
+        if len(commands) > len(replies):
+            raise RuntimeError("short reply")
+        if commands[0][1:2] == ("NO-EVICT",):
+            self._note_no_evict(replies.pop(0)[0])
+        if not (with_config or fresh):
+            return [replies[0], *[(None, 0.0)] * len(CONFIG_KEYS), *replies[1:]]
+        return replies
+
+    def _note_no_evict(self, reply: redis_connection.Reply) -> None:
+        allowed = not isinstance(reply, ResponseError)
+        self.stats.set_capability("client_no_evict", allowed, str(reply) if not allowed else "")
+
+    def _digest(self, started: float, replies: list[tuple[redis_connection.Reply, float]],
+                with_config: bool, with_list: bool) -> bool:
+        info_reply, info_done = replies[0]
+        if isinstance(info_reply, ResponseError):
+            if self.facts.version is not None and classify_reply(str(info_reply)) == \
+                    "unsupported":
+                self.facts.version = None  # older server behind the same address: plain INFO
+            return self._fail(started, info_reply)
+        info = parse_info(info_reply)
+        self._learn_from_info(info)
+        self._apply_config(replies[1:1 + len(CONFIG_KEYS)])
+        now_wall = self._wall()
+        self._finish_step("info", info_done - started, now_wall)
+        if with_list:
+            list_reply, list_done = replies[1 + len(CONFIG_KEYS)]
+            self._digest_client_list(list_reply, info_done, list_done)
+        view = self._view(info)
+        self.stats.record_up()
+        self._redis_text = render_redis(self.target.name, view)
+        self.publish()
+        return True
+
+    def _learn_from_info(self, info: dict[str, str]) -> None:
+        facts = self.facts
+        if "redis_version" in info:
+            facts.version = version_tuple(info["redis_version"])
+        run_id = info.get("run_id", "")
+        uptime = info_number(info, "uptime_in_seconds")
+        if uptime is not None and (run_id != facts.run_id or facts.start_time is None):
+            facts.start_time = float(round(self._wall() - uptime))
+        facts.run_id = run_id
+        if run_id and "tcp_port" in info:
+            self.store.claim_identity(self.target.name, run_id, info["tcp_port"])
+        facts.connected_clients = info_number(info, "connected_clients")
+
+    def _apply_config(self, replies: list[tuple[redis_connection.Reply, float]]) -> None:
+        if replies[0][0] is None:
+            return
+        values: dict[str, str] = {}
+        for key, (reply, _) in zip(CONFIG_KEYS, replies):
+            if isinstance(reply, ResponseError):
+                self._deny("config", "info", reply)
+                return
+            if isinstance(reply, list) and len(reply) >= 2:
+                values[key] = _text(reply[1])
+        self.stats.set_capability("config", True)
+        self.facts.config_loaded = True
+        self.facts.config_max_clients = _number(values.get("maxclients"))
+        self.facts.server_timeout = _number(values.get("timeout")) or 0.0
+        self.facts.obuf_hard_limit = _normal_hard_limit(values.get("client-output-buffer-limit"))
+
+    def _deny(self, capability: str, step: str, reply: ResponseError) -> None:
+        if self.stats.set_capability(capability, False, str(reply)):
+            self.stats.count_error(step, classify_reply(str(reply)))
+        self.listing.retry_at[capability] = time.monotonic() + CAPABILITY_RETRY_SECONDS
+
+    def _digest_client_list(self, reply: redis_connection.Reply, info_done: float,
+                            list_done: float) -> None:
+        listing = self.listing
+        listing.last_run = info_done
+        if isinstance(reply, ResponseError):
+            self._deny("client_list", "client_list", reply)
+            listing.groups, listing.histograms = None, {}
+            return
+        summary = summarize_client_list(reply, self._spec)
+        if summary.malformed:
+            log.warning("CLIENT LIST had lines that are not clients target=%s lines=%d",
+                        self.target.name, summary.malformed)
+        group_by = self.config.client_list.group_by
+        name_index = group_by.index("name") if "name" in group_by else None
+        rules = self.config.client_list.name_rewrite
+        groups = rewrite_groups(summary.groups, name_index, rules, listing.rewrite_cache)
+        idle = rewrite_groups(summary.idle_groups, name_index, rules, listing.rewrite_cache)
+        listing.groups, listing.group_state = cap_groups(
+            groups, idle, listing.group_state, self.config.client_list.max_groups, len(group_by))
+        listing.histograms = summary.histograms
+        listing.bytes_per_client = len(reply) / max(summary.clients, 1)
+        self.stats.client_list_bytes = len(reply)
+        self.stats.set_capability("client_list", True)
+        self._finish_step("client_list", time.monotonic() - info_done, self._wall())
+        del list_done
+
+    def _view(self, info: dict[str, str]) -> RedisView:
+        max_clients = (float(self.target.max_clients) if self.target.max_clients
+                       else info_number(info, "maxclients") or self.facts.config_max_clients)
+        used = connections_in_use(info)
+        self.facts.headroom = (max_clients - used if max_clients is not None
+                               and used is not None else None)
+        return RedisView(info=info, max_clients=max_clients, start_time=self.facts.start_time,
+                         groups=self.listing.groups, group_by=self.config.client_list.group_by,
+                         histograms=self.listing.histograms)
+
+    def _fail(self, started: float, error: BaseException) -> bool:
+        kind = classify(error)
+        if kind in ("tls", "other") and is_tls_eof(error) and (self.facts.headroom or 1) <= 0:
+            kind = "maxclients"
+        self.stats.count_error("info", kind)
+        self.stats.last_duration["info"] = time.monotonic() - started
+        self.stats.record_down(kind, self._message(error))
+        self._redis_text = render_redis(self.target.name, None)
+        self.listing.groups, self.listing.histograms = None, {}
+        self.listing.last_run = None
+        self.publish()
+        return False
+
+    def _finish_step(self, step: str, seconds: float, now_wall: float) -> None:
+        self.stats.last_duration[step] = seconds
+        self.stats.last_success[step] = now_wall
+        self._observe(step, seconds)
+
+    # -- scheduling hints --------------------------------------------------------------
+    def client_list_interval(self) -> float:
+        backoff = self.config.client_list.backoff
+        clients = self.facts.connected_clients
+        if backoff.above_clients is not None and clients is not None \
+                and clients > backoff.above_clients:
+            return max(backoff.interval, self.config.poll.client_list_interval)
+        return self.config.poll.client_list_interval
+
+    def _client_list_due(self, now: float) -> bool:
+        listing = self.listing
+        if self.stats.capabilities.get("client_list") == 0 and \
+                now < listing.retry_at.get("client_list", 0.0):
+            return False
+        interval = self.client_list_interval()
+        self.stats.client_list_interval = interval
+        # Half a poll interval of slack, so jitter never pushes CLIENT LIST a whole poll late.
+        slack = self.config.poll.interval / 2
+        if listing.last_run is not None and now - listing.last_run < interval - slack:
+            return False
+        return self._fits_output_buffer()
+
+    def _fits_output_buffer(self) -> bool:
+        """CLIENT LIST larger than the normal-class hard limit would get us disconnected."""
+        limit = self.facts.obuf_hard_limit
+        clients = self.facts.connected_clients
+        fits = not (limit > 0 and clients is not None
+                    and clients * self.listing.bytes_per_client * OBUF_MARGIN >= limit)
+        self.stats.set_capability("client_list_fits_output_buffer", fits,
+                                  "reply would exceed client-output-buffer-limit normal")
+        return fits
+
+    def _config_due(self, now: float, with_list: bool) -> bool:
+        if self.stats.capabilities.get("config") == 0:
+            return now >= self.listing.retry_at.get("config", 0.0)
+        return with_list or not self.facts.config_loaded
+
+    def keepalive_interval(self) -> float | None:
+        """PING more often than the server's `timeout` would close us (None: not needed)."""
+        timeout = self.facts.server_timeout
+        if timeout <= 0 or timeout / 2 >= self.config.poll.interval:
+            return None
+        return max(timeout / 2, 0.5)
+
+    def keepalive(self) -> None:
+        try:
+            self.conn.execute([("PING",)])
+            self.last_command = time.monotonic()
+        except Exception as error:
+            log.debug("keepalive failed target=%s err=%s", self.target.name, error)
+
+    # -- probe -------------------------------------------------------------------------
+    def probe(self) -> None:
+        """Can a new client get in? At maxclients, infer it rather than add a rejection."""
+        started = time.monotonic()
+        full = self.stats.up and self.facts.headroom is not None and self.facts.headroom <= 0
+        if full and self._probe_skips < PROBE_SKIPS_AT_MAXCLIENTS:
+            self._probe_skips += 1
+            self._probe_result("maxclients", "inferred from INFO: no headroom", started)
+            return
+        self._probe_skips = 0
+        try:
+            redis_connection.probe(self.target, self.config.poll.timeout, self.conn.named,
+                                   self._watchdog)
+        except Exception as error:
+            kind = classify(error)
+            if kind in ("tls", "other") and is_tls_eof(error) and full:
+                kind = "maxclients"
+            self._probe_result(kind, self._message(error), started)
+            return
+        self._probe_result(None, "", started)
+
+    def _probe_result(self, kind: str | None, message: str, started: float) -> None:
+        seconds = time.monotonic() - started
+        with self.stats.lock:
+            self.stats.probe_duration = seconds
+            self.stats.last_duration["probe"] = seconds
+            if kind is None:
+                self.stats.last_success["probe"] = self._wall()
+            else:
+                self.stats.count_error("probe", kind)
+            self.stats.record_probe(kind is None, kind, message)
+        self._observe("probe", seconds)
+        self.publish()
+
+    # -- publish -----------------------------------------------------------------------
+    def publish(self) -> None:
+        with self.stats.lock:
+            self_text = render_self(self.target.name, self._self_view())
+        stats = self.stats
+        self.store.put(Snapshot(
+            target=self.target.name,
+            families={**self._redis_text, **self_text},
+            up=bool(stats.up),
+            polled=stats.up is not None,
+            last_poll_wall=stats.last_success.get("info"),
+            error_kind=stats.kind,
+        ))
+
+    def _self_view(self) -> SelfView:
+        in_use, idle = self.conn.pool_counts()
+        stats = self.stats
+        return SelfView(
+            pool_in_use=in_use, pool_idle=idle, pool_max=1,
+            connections_created=self.conn.connections_created,
+            last_duration=dict(stats.last_duration), errors=dict(stats.errors),
+            last_success=dict(stats.last_success), probe_success=stats.probe_success,
+            probe_duration=stats.probe_duration, client_list_bytes=stats.client_list_bytes,
+            client_list_interval=stats.client_list_interval,
+            capabilities=dict(stats.capabilities),
+        )
+
+    def _message(self, error: BaseException) -> str:
+        text = f"{type(error).__name__}: {error}"
+        return self.target.password.scrub(text) if self.target.password else text
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _client_list_spec(config: Config) -> ClientListSpec:
+    buckets = config.client_list.buckets
+    return ClientListSpec(
+        group_by=config.client_list.group_by,
+        idle_threshold=config.client_list.idle_threshold,
+        buckets={name: getattr(buckets, name) for name in buckets.__dataclass_fields__},
+    )
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _normal_hard_limit(text: str | None) -> float:
+    """`normal 0 0 0 replica ...` -> the normal class's hard limit in bytes (0: none)."""
+    if not text:
+        return 0.0
+    words = text.split()
+    for index, word in enumerate(words[:-1]):
+        if word == "normal":
+            return _number(words[index + 1]) or 0.0
+    return 0.0

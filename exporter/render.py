@@ -1,0 +1,179 @@
+"""Pure rendering of one target's view into exposition-format sample lines per family.
+
+Text is rendered once per poll; /metrics only joins these strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter import metrics
+from exporter.clientlist import Histogram
+from exporter.grouping import CappedGroups
+from exporter.info import connections_in_use, info_number
+
+Labels = Sequence[tuple[str, str]]
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def format_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def format_bound(bound: float) -> str:
+    """Bucket bounds as Go and prometheus-client print them (`1.0`, `0.5`, `+Inf`)."""
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def sample(name: str, labels: Labels, value: float) -> str:
+    if labels:
+        body = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels)
+        return f"{name}{{{body}}} {format_value(value)}\n"
+    return f"{name} {format_value(value)}\n"
+
+
+@dataclass(frozen=True)
+class RedisView:
+    """What the last successful poll learned from Redis."""
+
+    info: Mapping[str, str]
+    max_clients: float | None
+    start_time: float | None
+    groups: CappedGroups | None = None  # None: no CLIENT LIST data (denied, skipped, not yet)
+    group_by: tuple[str, ...] = ()
+    histograms: Mapping[str, Histogram] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SelfView:
+    """The exporter's own per-target state at render time."""
+
+    pool_in_use: int
+    pool_idle: int
+    pool_max: int
+    connections_created: int
+    last_duration: Mapping[str, float]
+    errors: Mapping[tuple[str, str], int]
+    last_success: Mapping[str, float]
+    probe_success: float | None
+    probe_duration: float | None
+    client_list_bytes: int | None
+    client_list_interval: float
+    capabilities: Mapping[str, int]
+
+
+def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
+    """Families derived from Redis; with `view` None (redis_up 0) only redis_up remains."""
+    base = (("target", target),)
+    out: dict[str, str] = {metrics.UP.name: sample(metrics.UP.name, base, 0 if view is None
+                                                    else 1)}
+    if view is None:
+        return out
+    info = view.info
+    if "redis_version" in info:
+        labels = (*base, ("redis_version", info["redis_version"]),
+                  ("role", info.get("role", "")), ("redis_mode", info.get("redis_mode", "")))
+        out[metrics.INSTANCE_INFO.name] = sample(metrics.INSTANCE_INFO.name, labels, 1)
+    if view.start_time is not None:
+        out[metrics.START_TIME.name] = sample(metrics.START_TIME.name, base, view.start_time)
+    for item in metrics.INFO_FIELDS:
+        value = info_number(info, item.field)
+        if value is not None:
+            out[item.family.name] = sample(item.family.name, base, value)
+    out.update(_saturation(base, info, view.max_clients))
+    if view.groups is not None:
+        out.update(_groups(base, view.group_by, view.groups))
+    for key, histogram in view.histograms.items():
+        family = metrics.HISTOGRAMS[key].name
+        out[family] = render_histogram(family, base, histogram)
+    return out
+
+
+def _saturation(base: Labels, info: Mapping[str, str], max_clients: float | None
+                ) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if max_clients is None:
+        return out
+    out[metrics.MAX_CLIENTS.name] = sample(metrics.MAX_CLIENTS.name, base, max_clients)
+    used = connections_in_use(info)
+    if used is None or max_clients <= 0:
+        return out
+    out[metrics.SATURATION.name] = sample(metrics.SATURATION.name, base, used / max_clients)
+    out[metrics.HEADROOM.name] = sample(metrics.HEADROOM.name, base, max_clients - used)
+    return out
+
+
+def _groups(base: Labels, group_by: tuple[str, ...], groups: CappedGroups) -> dict[str, str]:
+    ordered = sorted(groups.connections)
+    connections = []
+    idle = []
+    for labels in ordered:
+        pairs = (*base, *zip(group_by, labels))
+        connections.append(sample(metrics.CONNECTIONS.name, pairs, groups.connections[labels]))
+        idle.append(sample(metrics.IDLE_CONNECTIONS.name, pairs, groups.idle.get(labels, 0)))
+    return {metrics.CONNECTIONS.name: "".join(connections),
+            metrics.IDLE_CONNECTIONS.name: "".join(idle)}
+
+
+def render_histogram(family: str, base: Labels, histogram: Histogram) -> str:
+    lines = []
+    cumulative = 0
+    for bound, count in zip((*histogram.bounds, math.inf), histogram.counts):
+        cumulative += count
+        lines.append(sample(f"{family}_bucket", (*base, ("le", format_bound(bound))),
+                            cumulative))
+    lines.append(sample(f"{family}_sum", base, histogram.total))
+    lines.append(sample(f"{family}_count", base, histogram.count))
+    return "".join(lines)
+
+
+def render_self(target: str, view: SelfView) -> dict[str, str]:
+    """The exporter's own per-target families; present whether Redis is up or not."""
+    base = (("target", target),)
+    out = {
+        metrics.POOL_CONNECTIONS.name: (
+            sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", "in_use")), view.pool_in_use)
+            + sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", "idle")), view.pool_idle)),
+        metrics.POOL_MAX.name: sample(metrics.POOL_MAX.name, base, view.pool_max),
+        metrics.POOL_CREATED.name: sample(metrics.POOL_CREATED.name, base,
+                                          view.connections_created),
+        metrics.CLIENT_LIST_INTERVAL.name: sample(metrics.CLIENT_LIST_INTERVAL.name, base,
+                                                  view.client_list_interval),
+    }
+    for family, label, values in (
+        (metrics.LAST_DURATION.name, "step", view.last_duration),
+        (metrics.LAST_SUCCESS.name, "step", view.last_success),
+        (metrics.CAPABILITY.name, "capability", view.capabilities),
+    ):
+        _put(out, family, [sample(family, (*base, (label, key)), values[key])
+                           for key in sorted(values)])
+    errors = [sample(metrics.POLL_ERRORS.name, (*base, ("step", step), ("kind", kind)), count)
+              for (step, kind), count in sorted(view.errors.items())]
+    _put(out, metrics.POLL_ERRORS.name, errors)
+    if view.probe_success is not None:
+        out[metrics.PROBE_SUCCESS.name] = sample(metrics.PROBE_SUCCESS.name, base,
+                                                 view.probe_success)
+    if view.probe_duration is not None:
+        out[metrics.PROBE_DURATION.name] = sample(metrics.PROBE_DURATION.name, base,
+                                                  view.probe_duration)
+    if view.client_list_bytes is not None:
+        out[metrics.CLIENT_LIST_BYTES.name] = sample(metrics.CLIENT_LIST_BYTES.name, base,
+                                                     view.client_list_bytes)
+    return out
+
+
+def _put(out: dict[str, str], family: str, lines: Iterable[str]) -> None:
+    text = "".join(lines)
+    if text:
+        out[family] = text

@@ -1,0 +1,75 @@
+"""Immutable per-target snapshots and the store that swaps them in atomically."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything /metrics serves for one target: rendered text per family, and its state."""
+
+    target: str
+    families: Mapping[str, str]
+    up: bool
+    polled: bool  # False until the first poll finished
+    last_poll_wall: float | None
+    error_kind: str | None
+
+
+class SnapshotStore:
+    """Latest snapshot per target. `generation` changes on every swap, so readers can cache."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._order: tuple[str, ...] = ()
+        self._generation = 0
+        self._identities: dict[tuple[str, str], str] = {}
+        self._reported_duplicates: set[frozenset[str]] = set()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def set_targets(self, names: tuple[str, ...]) -> None:
+        """Fix the target order; snapshots of targets no longer configured disappear."""
+        with self._lock:
+            self._order = names
+            self._snapshots = {name: snap for name, snap in self._snapshots.items()
+                               if name in names}
+            self._generation += 1
+
+    def put(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            if snapshot.target not in self._order:
+                return
+            self._snapshots[snapshot.target] = snapshot
+            self._generation += 1
+
+    def read(self) -> tuple[int, list[Snapshot]]:
+        """(generation, snapshots in target order) as one consistent view."""
+        with self._lock:
+            return self._generation, [self._snapshots[name] for name in self._order
+                                      if name in self._snapshots]
+
+    def get(self, target: str) -> Snapshot | None:
+        with self._lock:
+            return self._snapshots.get(target)
+
+    def claim_identity(self, target: str, run_id: str, port: str) -> None:
+        """Log once when two targets turn out to be the same server: they double-count."""
+        key = (run_id, port)
+        with self._lock:
+            owner = self._identities.setdefault(key, target)
+            pair = frozenset((owner, target))
+            if owner == target or pair in self._reported_duplicates:
+                return
+            self._reported_duplicates.add(pair)
+        log.warning("targets are the same Redis server; their series double-count "
+                    "target=%s other_target=%s", target, owner)

@@ -1,0 +1,73 @@
+"""The exporter's own bookkeeping for one target: counters, capabilities, state changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+CAPABILITIES = ("client_list", "config", "client_setname", "client_no_evict",
+                "client_list_fits_output_buffer")
+
+
+@dataclass
+class TargetStats:
+    """Mutable, owned by the target's poller; rendered into each snapshot under `lock`."""
+
+    target: str
+    client_list_interval: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    last_duration: dict[str, float] = field(default_factory=dict)
+    last_success: dict[str, float] = field(default_factory=dict)
+    capabilities: dict[str, int] = field(default_factory=dict)
+    probe_success: float | None = None
+    probe_duration: float | None = None
+    probe_kind: str | None = None
+    client_list_bytes: int | None = None
+    up: bool | None = None  # None until the first poll
+    kind: str | None = None  # kind of the current failure of the info step
+
+    def count_error(self, step: str, kind: str) -> None:
+        self.errors[(step, kind)] += 1
+
+    def set_capability(self, name: str, allowed: bool, reason: str = "") -> bool:
+        """Record a capability; log and return True only when it changed."""
+        value = 1 if allowed else 0
+        previous = self.capabilities.get(name)
+        self.capabilities[name] = value
+        if previous == value or (previous is None and allowed):
+            return False
+        if allowed:
+            log.info("capability available again target=%s capability=%s", self.target, name)
+        else:
+            log.warning("capability missing target=%s capability=%s reason=%s",
+                        self.target, name, reason or "denied")
+        return True
+
+    def record_up(self) -> None:
+        if self.up is not True:
+            if self.up is False:
+                log.info("target is up again target=%s", self.target)
+            else:
+                log.info("target is up target=%s", self.target)
+        self.up, self.kind = True, None
+
+    def record_down(self, kind: str, message: str) -> None:
+        """Log once per change of state or kind, never per poll."""
+        if self.up is not False or self.kind != kind:
+            log.warning("target is down target=%s kind=%s err=%s", self.target, kind, message)
+        self.up, self.kind = False, kind
+
+    def record_probe(self, ok: bool, kind: str | None, message: str = "") -> None:
+        if kind != self.probe_kind:
+            if ok:
+                log.info("connect probe succeeds again target=%s", self.target)
+            else:
+                log.warning("connect probe fails target=%s kind=%s err=%s", self.target, kind,
+                            message)
+        self.probe_success = 1.0 if ok else 0.0
+        self.probe_kind = kind

@@ -1,0 +1,109 @@
+"""HTTP surface: /metrics, /, /-/healthy, /-/ready. Keep-alive, TCP_NODELAY, backlog 256."""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from exporter import __version__
+from exporter.exposition import Exposition
+from exporter.snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], exposition: Exposition, store: SnapshotStore,
+                 telemetry_path: str, ready: Callable[[], bool],
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.exposition = exposition
+        self.store = store
+        self.telemetry_path = telemetry_path
+        self.ready = ready
+        self.wall_clock = wall_clock
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: ExporterHTTPServer
+    timeout = 60
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == self.server.telemetry_path:
+            self._metrics()
+        elif path == "/":
+            self._send(200, "text/html; charset=utf-8", landing_page(self.server).encode())
+        elif path in ("/-/healthy", "/health"):
+            self._send(200, "text/plain; charset=utf-8", b"Healthy\n")
+        elif path == "/-/ready":
+            if self.server.ready():
+                self._send(200, "text/plain; charset=utf-8", b"Ready\n")
+            else:
+                self._send(503, "text/plain; charset=utf-8", b"Not ready\n")
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"Not found\n")
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _metrics(self) -> None:
+        encodings = self.headers.get("Accept-Encoding", "")
+        want_gzip = "gzip" in encodings
+        body = self.server.exposition.body(want_gzip)
+        extra = {"Content-Encoding": "gzip"} if want_gzip else {}
+        self._send(200, CONTENT_TYPE_METRICS, body, extra)
+
+    def _send(self, status: int, content_type: str, body: bytes,
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("http %s", format % args)
+
+
+def landing_page(server: ExporterHTTPServer) -> str:
+    now = server.wall_clock()
+    _, snapshots = server.store.read()
+    rows = []
+    for snap in snapshots:
+        state = "up" if snap.up else ("down" if snap.polled else "pending")
+        age = f"{now - snap.last_poll_wall:.1f}s ago" if snap.last_poll_wall else "never"
+        rows.append(f"<tr><td>{html.escape(snap.target)}</td><td>{state}</td>"
+                    f"<td>{age}</td><td>{html.escape(snap.error_kind or '')}</td></tr>")
+    path = html.escape(server.telemetry_path)
+    return (
+        "<!DOCTYPE html><html><head><title>redis-connection-exporter</title></head><body>"
+        f"<h1>redis-connection-exporter</h1><p>Version {__version__}</p>"
+        f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>'
+        '<li><a href="/-/ready">Readiness</a></li></ul>'
+        "<table><tr><th>Target</th><th>State</th><th>Last successful poll</th>"
+        f"<th>Error kind</th></tr>{''.join(rows)}</table></body></html>\n"
+    )
+
+
+def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="http", daemon=True)
+    thread.start()
+    return thread
