@@ -38,6 +38,15 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def effective_max_clients(override: int | None, fields: Mapping[str, str],
+                          from_config: float | None) -> float | None:
+    """The target's max_clients setting, else INFO maxclients (6.2+), else CONFIG GET."""
+    if override:
+        return float(override)
+    from_info = info_number(fields, "maxclients")
+    return from_info if from_info is not None else from_config
+
+
 def connections_in_use(fields: Mapping[str, str]) -> float | None:
     """What Redis compares with maxclients: clients + replicas + cluster bus links."""
     clients = info_number(fields, "connected_clients")

@@ -10,11 +10,18 @@ from dataclasses import dataclass, field
 from redis.exceptions import ResponseError
 
 from exporter import connection as redis_connection
-from exporter.clientlist import ClientListSpec, Histogram, summarize_client_list
+from exporter.aggregate import AggregateState, aggregate_client_list, client_list_spec
+from exporter.clientlist import Histogram
 from exporter.config import Config, TargetConfig
 from exporter.errors import HandshakeRefused, classify, classify_reply, is_tls_eof
-from exporter.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
-from exporter.info import connections_in_use, info_number, parse_info, version_tuple
+from exporter.grouping import CappedGroups
+from exporter.info import (
+    connections_in_use,
+    effective_max_clients,
+    info_number,
+    parse_info,
+    version_tuple,
+)
 from exporter.render import RedisView, SelfView, render_redis, render_self
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.target_state import TargetStats
@@ -36,8 +43,7 @@ class ClientListState:
 
     groups: CappedGroups | None = None
     histograms: dict[str, Histogram] = field(default_factory=dict)
-    group_state: GroupState = field(default_factory=GroupState)
-    rewrite_cache: dict[str, str] = field(default_factory=dict)
+    state: AggregateState = field(default_factory=AggregateState)
     last_run: float | None = None
     bytes_per_client: float = BYTES_PER_CLIENT_GUESS
     retry_at: dict[str, float] = field(default_factory=dict)
@@ -56,7 +62,6 @@ class ServerFacts:
     start_time: float | None = None
     headroom: float | None = None
     connected_clients: float | None = None
-    no_evict_for: int = -1  # connection count for which CLIENT NO-EVICT was sent
 
 
 class TargetPoller:
@@ -75,7 +80,7 @@ class TargetPoller:
         self.stats = TargetStats(target.name, config.poll.client_list_interval)
         self.facts = ServerFacts()
         self.listing = ClientListState()
-        self._spec = _client_list_spec(config)
+        self._spec = client_list_spec(config.client_list)
         self._redis_text: dict[str, str] = render_redis(target.name, None)
         self._probe_skips = 0
         self.last_command = 0.0
@@ -192,27 +197,20 @@ class TargetPoller:
             self._deny("client_list", "client_list", reply)
             listing.groups, listing.histograms = None, {}
             return
-        summary = summarize_client_list(reply, self._spec)
-        if summary.malformed:
+        result = aggregate_client_list(reply, self.config.client_list, listing.state, self._spec)
+        if result.malformed:
             log.warning("CLIENT LIST had lines that are not clients target=%s lines=%d",
-                        self.target.name, summary.malformed)
-        group_by = self.config.client_list.group_by
-        name_index = group_by.index("name") if "name" in group_by else None
-        rules = self.config.client_list.name_rewrite
-        groups = rewrite_groups(summary.groups, name_index, rules, listing.rewrite_cache)
-        idle = rewrite_groups(summary.idle_groups, name_index, rules, listing.rewrite_cache)
-        listing.groups, listing.group_state = cap_groups(
-            groups, idle, listing.group_state, self.config.client_list.max_groups, len(group_by))
-        listing.histograms = summary.histograms
-        listing.bytes_per_client = len(reply) / max(summary.clients, 1)
-        self.stats.client_list_bytes = len(reply)
+                        self.target.name, result.malformed)
+        listing.groups, listing.histograms = result.groups, result.histograms
+        listing.bytes_per_client = result.reply_bytes / max(result.clients, 1)
+        self.stats.client_list_bytes = result.reply_bytes
         self.stats.set_capability("client_list", True)
         self._finish_step("client_list", time.monotonic() - info_done, self._wall())
         del list_done
 
     def _view(self, info: dict[str, str]) -> RedisView:
-        max_clients = (float(self.target.max_clients) if self.target.max_clients
-                       else info_number(info, "maxclients") or self.facts.config_max_clients)
+        max_clients = effective_max_clients(self.target.max_clients, info,
+                                            self.facts.config_max_clients)
         used = connections_in_use(info)
         self.facts.headroom = (max_clients - used if max_clients is not None
                                and used is not None else None)
@@ -356,15 +354,6 @@ class TargetPoller:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def _client_list_spec(config: Config) -> ClientListSpec:
-    buckets = config.client_list.buckets
-    return ClientListSpec(
-        group_by=config.client_list.group_by,
-        idle_threshold=config.client_list.idle_threshold,
-        buckets={name: getattr(buckets, name) for name in buckets.__dataclass_fields__},
-    )
 
 
 def _text(value: object) -> str:

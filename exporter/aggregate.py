@@ -1,0 +1,51 @@
+"""Pure: a raw CLIENT LIST reply -> capped groups and histograms for one target.
+
+The only state is the target's `AggregateState` (kept group tuples and the name-rewrite
+cache), passed in and updated, so tests can drive polls one after another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.clientlist import ClientListSpec, Histogram, summarize_client_list
+from exporter.config import ClientListConfig
+from exporter.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
+
+
+@dataclass
+class AggregateState:
+    group_state: GroupState = field(default_factory=GroupState)
+    rewrite_cache: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClientAggregate:
+    groups: CappedGroups
+    histograms: dict[str, Histogram]
+    clients: int
+    malformed: int
+    reply_bytes: int
+
+
+def client_list_spec(config: ClientListConfig) -> ClientListSpec:
+    buckets = config.buckets
+    return ClientListSpec(
+        group_by=config.group_by,
+        idle_threshold=config.idle_threshold,
+        buckets={name: getattr(buckets, name) for name in buckets.__dataclass_fields__},
+    )
+
+
+def aggregate_client_list(raw: bytes, config: ClientListConfig, state: AggregateState,
+                          spec: ClientListSpec | None = None) -> ClientAggregate:
+    summary = summarize_client_list(raw, spec or client_list_spec(config))
+    group_by = config.group_by
+    name_index = group_by.index("name") if "name" in group_by else None
+    rules = config.name_rewrite
+    groups = rewrite_groups(summary.groups, name_index, rules, state.rewrite_cache)
+    idle = rewrite_groups(summary.idle_groups, name_index, rules, state.rewrite_cache)
+    capped, state.group_state = cap_groups(groups, idle, state.group_state, config.max_groups,
+                                           len(group_by))
+    return ClientAggregate(capped, summary.histograms, summary.clients, summary.malformed,
+                           len(raw))

@@ -1,0 +1,57 @@
+"""Shared fixtures: real redis-server processes and an in-process exporter on free ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.app import Exporter, WebSettings
+from exporter.config_loader import build_config
+from tests.support.redis_server import RedisServer, start_redis
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[..., RedisServer]]:
+    """Start as many redis-servers as a test needs; all are killed at teardown."""
+    started: list[RedisServer] = []
+
+    def make(**kwargs: Any) -> RedisServer:
+        server = start_redis(**kwargs)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
+    return redis_factory()
+
+
+@pytest.fixture
+def exporter_factory() -> Iterator[Callable[..., Exporter]]:
+    """Run the exporter in this process on a free port with a config given as a dict."""
+    running: list[Exporter] = []
+
+    def make(raw: dict[str, Any], env: dict[str, str] | None = None) -> Exporter:
+        config = build_config(yaml.safe_load(yaml.safe_dump(raw)), env=env or {})
+        exporter = Exporter(config, WebSettings(listen_address="127.0.0.1:0"))
+        exporter.start()
+        running.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in running:
+        exporter.stop()
+
+
+def metrics_url(exporter: Exporter) -> str:
+    return f"http://{exporter.bound_address()}/metrics"

@@ -1,0 +1,109 @@
+"""Start and stop real `redis-server` processes on free loopback ports for tests.
+
+With CI=true a missing binary is a failure, never a skip. When no binary exists but a Docker
+engine does (a developer laptop), `testcontainers` provides the server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    """Path of a binary the tests need; fail in CI, skip elsewhere, when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (run the README's test set-up command)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class RedisServer:
+    """One running redis-server; `url` for the exporter config, `client()` for test clients."""
+
+    port: int
+    workdir: str
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    password: str | None = None
+    unixsocket: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        options: dict[str, Any] = {"host": "127.0.0.1", "port": self.port, "protocol": 2,
+                                   "socket_timeout": 5, "lib_name": None, "lib_version": None}
+        if self.password and "username" not in kwargs:
+            options["password"] = self.password
+        options.update(kwargs)
+        return redis.Redis(**options)
+
+    def start(self) -> None:
+        binary = require_binary("redis-server")
+        log = open(os.path.join(self.workdir, "redis.log"), "wb")  # noqa: SIM115
+        self.process = subprocess.Popen([binary, *self.args], stdout=log, stderr=log,
+                                        cwd=self.workdir)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited: {self._log_tail()}") from None
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start listening")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def _log_tail(self) -> str:
+        with open(os.path.join(self.workdir, "redis.log"), "rb") as handle:
+            return handle.read()[-2000:].decode("utf-8", "replace")
+
+
+def start_redis(extra_args: Sequence[str] = (), password: str | None = None,
+                port: int | None = None, unixsocket: bool = False,
+                workdir: str | None = None) -> RedisServer:
+    port = port or free_port()
+    workdir = workdir or tempfile.mkdtemp(prefix="rce-redis-")
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--dir", workdir, "--maxclients", "1000"]
+    sock = None
+    if unixsocket:
+        sock = os.path.join(workdir, "redis.sock")
+        args += ["--unixsocket", sock, "--unixsocketperm", "700"]
+    if password:
+        args += ["--requirepass", password]
+    args += list(extra_args)
+    server = RedisServer(port=port, workdir=workdir, args=args, password=password,
+                         unixsocket=sock)
+    server.start()
+    return server
