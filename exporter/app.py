@@ -28,9 +28,11 @@ class WebSettings:
 def parse_listen_address(address: str) -> tuple[str, int]:
     """`:9379`, `127.0.0.1:9379` or `[::1]:9379` -> (host, port)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--web.listen-address: not host:port: {address!r}")
-    return host.strip("[]"), int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    if (not sep or not port.isdigit() or not 0 <= int(port) <= 65535
+            or (":" in host and not bracketed)):
+        raise ValueError(f"--web.listen-address: not host:port or [v6]:port: {address!r}")
+    return host[1:-1] if bracketed else host, int(port)
 
 
 class _IPv6Server(ExporterHTTPServer):

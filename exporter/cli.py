@@ -38,9 +38,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                     f"be set as {ENV_PREFIX}<FLAG> (dots and dashes as underscores).")
 
     def option(flag: str, **kwargs: Any) -> None:
+        # Repeatable flags read their environment value after parsing (see `resolve_env`):
+        # a list default would be extended by the flags instead of replaced.
         value = env.get(env_name(flag))
-        if value is not None:
-            kwargs["default"] = value.split(",") if kwargs.get("action") == "append" else value
+        if value is not None and kwargs.get("action") != "append":
+            kwargs["default"] = value
         parser.add_argument(flag, **kwargs)
 
     option("--config.file", dest="config_file", metavar="FILE",
@@ -64,20 +66,35 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+    """Flags, then the environment for what flags did not set; values checked either way."""
+    parser = build_parser(env)
+    args = parser.parse_args(argv)
+    if args.redis_addr is None and env.get(env_name("--redis.addr")):
+        args.redis_addr = [addr for addr in env[env_name("--redis.addr")].split(",") if addr]
+    for flag, dest, choices in (("--log.level", "log_level", LEVELS),
+                                ("--log.format", "log_format", ("logfmt", "json"))):
+        if getattr(args, dest) not in choices:
+            parser.error(f"{flag} ({env_name(flag)}): invalid choice "
+                         f"{getattr(args, dest)!r} (choose from {', '.join(choices)})")
+    return args
+
+
 def load(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     override = None
     if args.redis_addr:
-        override = [_addr_target(addr, args) for addr in args.redis_addr]
+        override = [_addr_target(index, addr, args) for index, addr in
+                    enumerate(args.redis_addr)]
     if args.config_file:
         return load_config_file(args.config_file, env=env, override_targets=override)
     return build_config(None, env=env, override_targets=override)
 
 
-def _addr_target(addr: str, args: argparse.Namespace) -> dict[str, Any]:
+def _addr_target(index: int, addr: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         name = parse_target_url(addr).display
-    except ValueError:
-        name = "(invalid)"  # the url problem is reported by validation, never the URL itself
+    except ValueError:  # validation reports the url problem, never the URL itself
+        name = f"--redis.addr[{index}]"
     target: dict[str, Any] = {"name": name, "url": addr}
     if args.redis_user:
         target["username"] = args.redis_user
@@ -88,7 +105,7 @@ def _addr_target(addr: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    args = build_parser(env).parse_args(argv)
+    args = parse_args(argv, env)
     configure(args.log_level, args.log_format)
     try:
         parse_listen_address(args.listen_address)

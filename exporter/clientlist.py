@@ -37,6 +37,13 @@ HISTOGRAM_SOURCES = {
     "memory_bytes": b"tot-mem",
 }
 NUMERIC_KEYS = frozenset(HISTOGRAM_SOURCES.values())
+# Keys whose values are always integers: matching them with \d is ~2x faster than [^ \n].
+INTEGER_KEYS = frozenset({
+    b"id", b"fd", b"age", b"idle", b"db", b"sub", b"psub", b"ssub", b"multi", b"watch",
+    b"qbuf", b"qbuf-free", b"argv-mem", b"multi-mem", b"rbs", b"rbp", b"obl", b"oll",
+    b"omem", b"tot-mem", b"redir", b"resp", b"io-thread", b"tot-net-in", b"tot-net-out",
+    b"tot-cmds",
+})
 # Clients that are idle by design: blocked, pubsub, replica, master, monitor.
 IDLE_BY_DESIGN_FLAGS = frozenset("bPSMO")
 
@@ -118,27 +125,41 @@ def _wanted_keys(spec: ClientListSpec) -> set[bytes]:
     return wanted
 
 
-def _line_keys(raw: bytes) -> list[bytes]:
-    """Field names of the first line that has any: the server's field order."""
-    for line in raw.split(b"\n", 3)[:3]:
+def _line_keys(raw: bytes, sample_lines: int = 5) -> list[bytes]:
+    """The server's field order: the keys of the fullest of the first few lines.
+
+    One malformed or truncated line must not hide a field from every other client.
+    """
+    best: list[bytes] = []
+    start = 0
+    for _ in range(sample_lines):
+        end = raw.find(b"\n", start)
+        line = raw[start:] if end < 0 else raw[start:end]
         keys = [token.partition(b"=")[0] for token in line.split(b" ") if b"=" in token]
-        if len(keys) > 2:
-            return keys
-    return []
+        if len(keys) > len(best):
+            best = keys
+        if end < 0:
+            break
+        start = end + 1
+    return best if len(best) > 2 else []
 
 
 @lru_cache(maxsize=64)
 def _fast_pattern(keys: tuple[bytes, ...], wanted: frozenset[bytes]) -> re.Pattern[bytes]:
+    """Match from the first wanted field to the last one; no class crosses a newline.
+
+    Fields before the first wanted one are skipped by the regex engine's literal-prefix
+    search, and fields after the last one are never read: one match per client line.
+    """
+    positions = [index for index, key in enumerate(keys) if key in wanted]
     parts = []
-    for key in keys:
-        name = re.escape(key)
-        if key not in wanted:
-            parts.append(name + rb"=[^ \n]*")
-        elif key in NUMERIC_KEYS:
-            parts.append(name + rb"=(\d+)")
-        else:
-            parts.append(name + rb"=([^ \n]*)")
-    return re.compile(rb"^" + rb" ".join(parts) + rb" ?$", re.MULTILINE)
+    for key in keys[positions[0]:positions[-1] + 1]:
+        value = rb"-?\d+" if key in INTEGER_KEYS else rb"[^ \n]*"
+        if key in wanted:
+            value = rb"(\d+)" if key in NUMERIC_KEYS else b"(" + value + b")"
+        parts.append(re.escape(key) + b"=" + value)
+    prefix = rb"(?:^|(?<= ))" if positions[0] == 0 else rb" "
+    return re.compile(prefix + rb" ".join(parts) + rb"(?= |$)", re.MULTILINE)
 
 
 def _tolerant_rows(raw: bytes, keys: list[bytes], wanted: set[bytes], present: list[bytes]

@@ -58,7 +58,7 @@ class Endpoint:
     def display(self) -> str:
         """`<host>:<port>[/<db>]` or the socket path: the default `target` label."""
         if self.scheme == "unix":
-            base = self.path
+            return f"{self.path}?db={self.db}" if self.db else self.path
         elif ":" in self.host:
             base = f"[{self.host}]:{self.port}"
         else:

@@ -108,12 +108,12 @@ def _read_poll(node: object, problems: Problems) -> PollConfig:
                                            "concurrency"), problems)
     base = PollConfig()
     interval = read_duration(section, "poll", "interval", base.interval, problems)
-    client_list_interval = read_duration(
-        section, "poll", "client_list_interval", base.client_list_interval, problems
-    )
+    # Unset, CLIENT LIST runs on every poll, whatever the interval.
+    client_list_interval = read_duration(section, "poll", "client_list_interval", interval,
+                                         problems)
     timeout = read_duration(section, "poll", "timeout", base.timeout, problems)
     concurrency = read_int(section, "poll", "concurrency", base.concurrency, problems, minimum=1)
-    if timeout > interval:
+    if timeout > interval:  # as Prometheus rejects scrape_timeout > scrape_interval
         problems.add("poll.timeout", "must not be longer than poll.interval")
     if client_list_interval < interval:
         problems.add("poll.client_list_interval", "must not be shorter than poll.interval")
@@ -247,6 +247,9 @@ def _read_password(section: Mapping[str, Any], path: str, env: Mapping[str, str]
     env_name = read_str(section, path, "password_env", None, problems)
     if "password_file" not in section and "password_env" not in section:
         return {}
+    for key, value in (("password_file", file_name), ("password_env", env_name)):
+        if value == "":
+            problems.add(f"{path}.{key}", "must not be empty")
     if file_name and env_name:
         problems.add(path, "set password_file or password_env, not both")
         return {}
@@ -382,10 +385,16 @@ def parse_target_url(url: str) -> Endpoint:
     if not parts.hostname:
         raise ValueError("needs a host, e.g. redis://localhost:6379")
     try:
-        port = parts.port or DEFAULT_PORT
+        port = parts.port
     except ValueError:
-        raise ValueError("port must be a number from 1 to 65535") from None
+        port = 0
+    if port is None:
+        port = DEFAULT_PORT
+    elif not 0 < port < 65536:
+        raise ValueError("port must be a number from 1 to 65535")
     path_db = parts.path.lstrip("/")
+    if path_db and db_text:
+        raise ValueError("give the database once: in the path or as ?db=, not both")
     return Endpoint(scheme, host=parts.hostname, port=port, db=_parse_db(path_db or db_text))
 
 

@@ -40,6 +40,13 @@ class HandshakeRefused(Exception):
         self.reply = reply
 
 
+def reply_text(error: BaseException) -> str:
+    """The error reply as Redis sent it: redis-py strips codes such as NOPERM into an attribute."""
+    code = getattr(error, "status_code", None)
+    text = str(error)
+    return f"{code} {text}" if code and not text.startswith(str(code)) else text
+
+
 def classify_reply(message: str) -> str:
     for prefix, kind in _REPLY_KINDS:
         if message.startswith(prefix):
@@ -52,11 +59,13 @@ def classify(error: BaseException) -> str:
     if isinstance(error, StepTimeout):
         return "timeout"
     if isinstance(error, HandshakeRefused):
-        return classify_reply(str(error.reply))
+        return classify_reply(reply_text(error.reply))
     if isinstance(error, redis_errors.AuthenticationError):
         return "auth"
+    if isinstance(error, redis_errors.BusyLoadingError):
+        return "loading"
     if isinstance(error, redis_errors.ResponseError):
-        return classify_reply(str(error))
+        return classify_reply(reply_text(error))
     if isinstance(error, (redis_errors.TimeoutError, socket.timeout, TimeoutError)):
         return "timeout"
     if isinstance(error, ssl.SSLError) or _caused_by(error, ssl.SSLError):

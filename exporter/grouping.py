@@ -70,9 +70,12 @@ def cap_groups(connections: Mapping[LabelTuple, int], idle: Mapping[LabelTuple, 
     ranked = sorted(connections, key=lambda labels: (-connections[labels], labels))
     top = set(ranked[:max_groups])
     misses: dict[LabelTuple, int] = {}
-    for labels, previous in state.misses.items():
+    rank = {labels: index for index, labels in enumerate(ranked)}
+    # Best-ranked incumbents first, so a lowered cap (reload) keeps the right ones.
+    incumbents = sorted(state.misses.items(), key=lambda item: rank.get(item[0], len(rank)))
+    for labels, previous in incumbents:
         missed = 0 if labels in top else previous + 1
-        if missed < POLLS_BEFORE_LEAVING:
+        if missed < POLLS_BEFORE_LEAVING and len(misses) < max_groups:
             misses[labels] = missed
     for labels in ranked:
         if len(misses) >= max_groups:
@@ -82,7 +85,9 @@ def cap_groups(connections: Mapping[LabelTuple, int], idle: Mapping[LabelTuple, 
     kept_connections = {labels: connections.get(labels, 0) for labels in misses}
     kept_idle = {labels: idle.get(labels, 0) for labels in misses}
     overflow = [labels for labels in connections if labels not in misses]
-    if overflow:
-        kept_connections[other_tuple] = sum(connections[labels] for labels in overflow)
-        kept_idle[other_tuple] = sum(idle.get(labels, 0) for labels in overflow)
+    if overflow:  # added to, not replacing, a real group whose labels are all __other__
+        kept_connections[other_tuple] = (kept_connections.get(other_tuple, 0)
+                                         + sum(connections[labels] for labels in overflow))
+        kept_idle[other_tuple] = (kept_idle.get(other_tuple, 0)
+                                  + sum(idle.get(labels, 0) for labels in overflow))
     return CappedGroups(kept_connections, kept_idle), GroupState(misses)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 _LAST_POLL = "From the last poll (INFO every poll.interval, default 15s)."
-_LAST_LIST = ("From the last CLIENT LIST (every client_list.client_list_interval, default 15s; "
+_LAST_LIST = ("From the last CLIENT LIST (every poll.client_list_interval, default 15s; "
               "longer while backed off).")
 _SNAPSHOT = (" A snapshot of all current clients, not a running count: never rate() it; use "
              "histogram_quantile(q, sum by (le) (..._bucket)) and _sum / _count.")
@@ -121,7 +121,7 @@ HISTOGRAMS = {
                                   "Output buffer memory of each client (omem)." + _SNAPSHOT
                                   + " " + _LAST_LIST),
     "memory_bytes": Family("redis_client_memory_bytes", "histogram",
-                           "Total memory of each client (tot-mem, Redis 6.2+)." + _SNAPSHOT
+                           "Total memory of each client (tot-mem, Redis 6.0.9+)." + _SNAPSHOT
                            + " " + _LAST_LIST),
 }
 

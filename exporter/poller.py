@@ -13,7 +13,7 @@ from exporter import connection as redis_connection
 from exporter.aggregate import AggregateState, aggregate_client_list, client_list_spec
 from exporter.clientlist import Histogram
 from exporter.config import Config, TargetConfig
-from exporter.errors import HandshakeRefused, classify, classify_reply, is_tls_eof
+from exporter.errors import HandshakeRefused, classify, classify_reply, is_tls_eof, reply_text
 from exporter.grouping import CappedGroups
 from exporter.info import (
     connections_in_use,
@@ -137,7 +137,7 @@ class TargetPoller:
                 with_config: bool, with_list: bool) -> bool:
         info_reply, info_done = replies[0]
         if isinstance(info_reply, ResponseError):
-            if self.facts.version is not None and classify_reply(str(info_reply)) == \
+            if self.facts.version is not None and classify_reply(reply_text(info_reply)) == \
                     "unsupported":
                 self.facts.version = None  # older server behind the same address: plain INFO
             return self._fail(started, info_reply)
@@ -186,7 +186,7 @@ class TargetPoller:
 
     def _deny(self, capability: str, step: str, reply: ResponseError) -> None:
         if self.stats.set_capability(capability, False, str(reply)):
-            self.stats.count_error(step, classify_reply(str(reply)))
+            self.stats.count_error(step, classify_reply(reply_text(reply)))
         self.listing.retry_at[capability] = time.monotonic() + CAPABILITY_RETRY_SECONDS
 
     def _digest_client_list(self, reply: redis_connection.Reply, info_done: float,

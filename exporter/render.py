@@ -82,8 +82,9 @@ def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
         return out
     info = view.info
     if "redis_version" in info:
+        mode = info.get("redis_mode", info.get("server_mode", ""))  # Valkey 8: server_mode
         labels = (*base, ("redis_version", info["redis_version"]),
-                  ("role", info.get("role", "")), ("redis_mode", info.get("redis_mode", "")))
+                  ("role", info.get("role", "")), ("redis_mode", mode))
         out[metrics.INSTANCE_INFO.name] = sample(metrics.INSTANCE_INFO.name, labels, 1)
     if view.start_time is not None:
         out[metrics.START_TIME.name] = sample(metrics.START_TIME.name, base, view.start_time)

@@ -56,7 +56,7 @@ class RedisServer:
 
     def client(self, **kwargs: Any) -> redis.Redis:
         options: dict[str, Any] = {"host": "127.0.0.1", "port": self.port, "protocol": 2,
-                                   "socket_timeout": 5, "lib_name": None, "lib_version": None}
+                                   "socket_timeout": 5, "driver_info": None}
         if self.password and "username" not in kwargs:
             options["password"] = self.password
         options.update(kwargs)
@@ -64,9 +64,9 @@ class RedisServer:
 
     def start(self) -> None:
         binary = require_binary("redis-server")
-        log = open(os.path.join(self.workdir, "redis.log"), "wb")  # noqa: SIM115
-        self.process = subprocess.Popen([binary, *self.args], stdout=log, stderr=log,
-                                        cwd=self.workdir)
+        with open(os.path.join(self.workdir, "redis.log"), "ab") as log:
+            self.process = subprocess.Popen([binary, *self.args], stdout=log, stderr=log,
+                                            cwd=self.workdir)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

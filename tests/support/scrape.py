@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Callable
 
@@ -24,13 +25,13 @@ def samples(text: str) -> list[Sample]:
     return out
 
 
-def values(text: str, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+def values(text: str, name: str, /, **labels: str) -> list[tuple[dict[str, str], float]]:
     """Samples of metric `name` whose labels include `labels`."""
     return [(lab, val) for metric, lab, val in samples(text)
             if metric == name and all(lab.get(k) == v for k, v in labels.items())]
 
 
-def value(text: str, name: str, **labels: str) -> float | None:
+def value(text: str, name: str, /, **labels: str) -> float | None:
     found = values(text, name, **labels)
     if len(found) > 1:
         raise AssertionError(f"{name} {labels}: {len(found)} samples, expected one")
@@ -39,8 +40,6 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0,
              interval: float = 0.1, message: str = "condition") -> object:
-    import time
-
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:

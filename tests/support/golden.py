@@ -1,0 +1,169 @@
+"""Golden exposition support: render fixture replies the way /metrics does, and read them back.
+
+Rendering follows the poll path (exporter/poller.py): INFO -> `parse_info`, CLIENT LIST ->
+`aggregate_client_list`, both into a `RedisView`; `render_redis` + `render_self` per target,
+merged into one `Snapshot`; `assemble` joins the snapshots family by family. The clock and the
+exporter's own state are fixed, so the text is byte-for-byte reproducible.
+
+`reference_clients` is a deliberately naive CLIENT LIST reader (split on spaces, then on the
+first `=`), independent of `exporter.clientlist`, for computing expectations in tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from exporter.aggregate import AggregateState, aggregate_client_list
+from exporter.config import ClientListConfig
+from exporter.exposition import assemble
+from exporter.info import effective_max_clients, info_number, parse_info
+from exporter.render import RedisView, SelfView, render_redis, render_self
+from exporter.snapshot import Snapshot
+
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.path.join(TESTS_DIR, "data")
+GOLDEN_DIR = os.path.join(TESTS_DIR, "golden")
+
+VERSIONS = ("redis-5.0", "redis-6.0", "redis-6.2", "redis-7.0", "redis-7.4", "redis-8.2",
+            "valkey-8.0")
+EDGE_INFO = "redis-7.0/info.txt"  # edge CLIENT LIST files are rendered with the captured INFO
+
+NOW = 1_764_028_800.0  # the fixed wall clock: start_time = NOW - uptime_in_seconds
+
+
+@dataclass(frozen=True)
+class TargetCase:
+    """One target of a golden: its name and the fixture replies it serves."""
+
+    target: str
+    info: str  # path under tests/data
+    client_list: str  # path under tests/data
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    """One golden file: `tests/golden/<name>.prom`."""
+
+    name: str
+    targets: tuple[TargetCase, ...]
+    group_by: tuple[str, ...] = ("name", "client_type")
+
+    @property
+    def path(self) -> str:
+        return os.path.join(GOLDEN_DIR, f"{self.name}.prom")
+
+    def config(self) -> ClientListConfig:
+        return ClientListConfig(group_by=self.group_by)
+
+
+def _version_case(version: str) -> GoldenCase:
+    return GoldenCase(version, (TargetCase("cache", f"{version}/info.txt",
+                                           f"{version}/client_list.txt"),))
+
+
+def _edge_case(name: str, group_by: tuple[str, ...] = ("name", "client_type")) -> GoldenCase:
+    return GoldenCase(f"edge-{name.replace('_', '-')}",
+                      (TargetCase("cache", EDGE_INFO, f"edge/client_list_{name}.txt"),),
+                      group_by)
+
+
+GOLDEN_CASES: tuple[GoldenCase, ...] = (
+    *(_version_case(version) for version in VERSIONS),
+    _edge_case("odd_names"),
+    _edge_case("malformed"),
+    _edge_case("ipv6_unix", ("name", "client_type", "addr_host")),
+    # Two targets with different family sets (5.0 has no maxclients, no tot-mem), so that
+    # `assemble` must interleave them per family and skip what one target lacks.
+    GoldenCase("two-targets", (
+        TargetCase("cache", "redis-7.0/info.txt", "redis-7.0/client_list.txt"),
+        TargetCase("sessions", "redis-5.0/info.txt", "redis-5.0/client_list.txt"),
+    ), ("name", "client_type", "user")),
+)
+CASES_BY_NAME = {case.name: case for case in GOLDEN_CASES}
+
+
+def read_data(relative: str) -> bytes:
+    with open(os.path.join(DATA_DIR, relative), "rb") as handle:
+        return handle.read()
+
+
+def redis_view(info_raw: bytes, list_raw: bytes, config: ClientListConfig) -> RedisView:
+    """What one successful poll (INFO + CLIENT LIST, no CONFIG) hands to `render_redis`."""
+    info = parse_info(info_raw)
+    uptime = info_number(info, "uptime_in_seconds")
+    aggregate = aggregate_client_list(list_raw, config, AggregateState())
+    return RedisView(
+        info=info,
+        max_clients=effective_max_clients(None, info, None),
+        start_time=None if uptime is None else float(round(NOW - uptime)),
+        groups=aggregate.groups,
+        group_by=config.group_by,
+        histograms=aggregate.histograms,
+    )
+
+
+def self_view(client_list_bytes: int) -> SelfView:
+    """A fixed, plausible exporter state for one target."""
+    return SelfView(
+        pool_in_use=0,
+        pool_idle=1,
+        pool_max=1,
+        connections_created=1,
+        last_duration={"info": 0.0015, "client_list": 0.0025, "probe": 0.004},
+        errors={("probe", "timeout"): 2, ("info", "refused"): 1},
+        last_success={"info": NOW, "client_list": NOW, "probe": NOW - 30},
+        probe_success=1.0,
+        probe_duration=0.004,
+        client_list_bytes=client_list_bytes,
+        client_list_interval=15.0,
+        capabilities={"client_list": 1, "config": 1, "client_setname": 1,
+                      "client_no_evict": 1, "client_list_fits_output_buffer": 1},
+    )
+
+
+def snapshot(target: TargetCase, config: ClientListConfig) -> Snapshot:
+    list_raw = read_data(target.client_list)
+    view = redis_view(read_data(target.info), list_raw, config)
+    families = {**render_redis(target.target, view),
+                **render_self(target.target, self_view(len(list_raw)))}
+    return Snapshot(target=target.target, families=families, up=True, polled=True,
+                    last_poll_wall=NOW, error_kind=None)
+
+
+def render_case(case: GoldenCase) -> str:
+    """The /metrics body (per-target part) for the case's targets, in their order."""
+    config = case.config()
+    return assemble([snapshot(target, config) for target in case.targets])
+
+
+def read_golden(case: GoldenCase) -> str:
+    with open(case.path, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+def write_golden(case: GoldenCase, text: str) -> None:
+    os.makedirs(GOLDEN_DIR, exist_ok=True)
+    with open(case.path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+
+
+@dataclass
+class ReferenceClient:
+    """One CLIENT LIST line as the naive reader sees it."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def number(self, key: str) -> int | None:
+        value = self.fields.get(key)
+        return int(value) if value is not None and value.isdigit() else None
+
+
+def reference_clients(raw: bytes) -> list[ReferenceClient]:
+    """Every non-blank line with an `id=` or `addr=` field, read token by token."""
+    clients = []
+    for line in raw.decode("latin-1").split("\n"):
+        fields = dict(token.split("=", 1) for token in line.split(" ") if "=" in token)
+        if "id" in fields or "addr" in fields:
+            clients.append(ReferenceClient(fields))
+    return clients
