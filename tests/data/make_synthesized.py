@@ -12,134 +12,165 @@ byte-identical output.
 import collections
 import json
 import os
+from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "redis-7.0")
 
+Field = tuple[bytes, bytes]  # one CLIENT LIST ``key=value`` token
+Fields = list[Field]  # one CLIENT LIST line, field order kept
+JsonDict = dict[str, object]
 
-def read(name):
-    with open(os.path.join(SRC, name), "rb") as f:
-        return f.read()
+
+def read(name: str) -> bytes:
+    with open(os.path.join(SRC, name), "rb") as file:
+        return file.read()
 
 
-def write(rel, data):
+def write(rel: str, data: bytes | str) -> None:
     path = os.path.join(HERE, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    with open(path, "wb") as f:  # binary: keep CRLF / LF exactly
-        f.write(data)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with open(path, "wb") as file:  # binary: keep CRLF / LF exactly
+        file.write(raw)
 
 
-def write_json(rel, obj):
+def write_json(rel: str, obj: object) -> None:
     write(rel, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def non_empty_lines(client_list: bytes) -> list[bytes]:
+    return [line for line in client_list.split(b"\n") if line]
 
 
 # --------------------------------------------------------------------------
 # CLIENT LIST
 # --------------------------------------------------------------------------
 
-def parse_line(line):
-    """One CLIENT LIST line -> list of [key, value] (bytes), order kept."""
-    return [tok.split(b"=", 1) for tok in line.split(b" ")]
+def parse_line(line: bytes) -> Fields:
+    """One CLIENT LIST line -> list of (key, value) (bytes), order kept."""
+    fields: Fields = []
+    for token in line.split(b" "):
+        key, _, value = token.partition(b"=")
+        fields.append((key, value))
+    return fields
 
 
-def fmt_line(fields):
-    return b" ".join(k + b"=" + v for k, v in fields)
+def fmt_line(fields: Fields) -> bytes:
+    return b" ".join(key + b"=" + value for key, value in fields)
 
 
-def get(fields, key):
-    return next(v for k, v in fields if k == key)
+def get(fields: Fields, wanted: bytes) -> bytes:
+    return next(value for key, value in fields if key == wanted)
 
 
-def drop(fields, *keys):
-    return [f for f in fields if f[0].decode() not in keys]
+def drop(fields: Fields, *keys: str) -> Fields:
+    return [field for field in fields if field[0].decode() not in keys]
 
 
-def insert_after(fields, after, key, value):
-    out = []
-    for k, v in fields:
-        out.append([k, v])
-        if k.decode() == after:
-            out.append([key.encode(), value.encode() if isinstance(value, str) else value])
+def insert_after(fields: Fields, after: str, key: str, value: str) -> Fields:
+    out: Fields = []
+    for field in fields:
+        out.append(field)
+        if field[0].decode() == after:
+            out.append((key.encode(), value.encode()))
     assert len(out) == len(fields) + 1, after
     return out
 
 
-def pre70_cmd(fields):
+def pre70_cmd(fields: Fields) -> Fields:
     # 7.0 prints the container|subcommand full name; <= 6.2 prints only the
     # container command name (lastcmd->name), e.g. "client".
-    return [[k, v.split(b"|", 1)[0] if k == b"cmd" else v] for k, v in fields]
+    return [(key, value.split(b"|", 1)[0] if key == b"cmd" else value) for key, value in fields]
 
 
-def resp(*args):
+def resp(*args: str) -> bytes:
     out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    for arg in args:
+        encoded = arg.encode()
+        out += b"$%d\r\n%s\r\n" % (len(encoded), encoded)
     return out
 
 
 OK = b"+OK\r\n"
+QUEUED = b"+QUEUED\r\n"
+Step = tuple[bytes, bytes | None]  # (request, reply); None = still pending
 
 
-def net_counters(name, info_reply):
-    """Plausible tot-net-in / tot-net-out / tot-cmds for the 8.x fields,
-    computed from the commands each fixture client really sent (see the
-    capture description in README.md).  A pending command (BLPOP, the
-    capturing CLIENT LIST) counts as input but not yet as output/command."""
-    setname = (resp("CLIENT", "SETNAME", name), OK)
-    sessions = {
+def client_session(name: str, info_reply: bytes) -> list[Step]:
+    """The commands the fixture client called `name` really sent (README.md)."""
+    setname: Step = (resp("CLIENT", "SETNAME", name), OK)
+    subscribed = b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    psubscribed = b"*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:1\r\n"
+    info_bulk = b"$%d\r\n%s\r\n" % (len(info_reply), info_reply)
+    sessions: dict[str, list[Step]] = {
         "": [(resp("PING"), b"+PONG\r\n")],
         "billing": [(resp("AUTH", "app", "apppass"), OK), setname],
         "cache-db3": [setname, (resp("SELECT", "3"), OK)],
-        "sub-listener": [setname, (resp("SUBSCRIBE", "news"),
-                                   b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n")],
-        "psub-listener": [setname, (resp("PSUBSCRIBE", "news.*"),
-                                    b"*3\r\n$10\r\npsubscribe\r\n$6\r\nnews.*\r\n:1\r\n")],
+        "sub-listener": [setname, (resp("SUBSCRIBE", "news"), subscribed)],
+        "psub-listener": [setname, (resp("PSUBSCRIBE", "news.*"), psubscribed)],
         "queue-consumer": [setname, (resp("BLPOP", "somelist", "0"), None)],
-        "tx-client": [setname, (resp("MULTI"), OK), (resp("SET", "k", "v"), b"+QUEUED\r\n")],
+        "tx-client": [setname, (resp("MULTI"), OK), (resp("SET", "k", "v"), QUEUED)],
         "redis-connection-exporter": [
             (resp("ACL", "SETUSER", "app", "on", ">apppass", "~*", "&*", "+@all"), OK),
             setname,
-            (resp("INFO", "server", "clients", "memory", "stats", "replication"),
-             b"$%d\r\n%s\r\n" % (len(info_reply), info_reply)),
+            (resp("INFO", "server", "clients", "memory", "stats", "replication"), info_bulk),
             (resp("CLIENT", "LIST"), None),
         ],
     }
-    steps = sessions.get(name, [setname])
-    net_in = sum(len(req) for req, _ in steps)
-    net_out = sum(len(rep) for _, rep in steps if rep is not None)
-    cmds = sum(1 for req, rep in steps if rep is not None and rep != b"+QUEUED\r\n")
+    return sessions.get(name, [setname])
+
+
+def net_counters(name: str, info_reply: bytes) -> tuple[int, int, int]:
+    """Plausible tot-net-in / tot-net-out / tot-cmds for the 8.x fields,
+    computed from the commands each fixture client really sent.  A pending
+    command (BLPOP, the capturing CLIENT LIST) counts as input but not yet
+    as output/command."""
+    steps = client_session(name, info_reply)
+    net_in = sum(len(request) for request, _ in steps)
+    net_out = sum(len(reply) for _, reply in steps if reply is not None)
+    cmds = sum(1 for _, reply in steps if reply is not None and reply != QUEUED)
     return net_in, net_out, cmds
 
 
-def client_list_74(fields):
+def add_74_fields(fields: Fields) -> Fields:
     fields = insert_after(fields, "multi", "watch", "0")
     fields = insert_after(fields, "resp", "lib-name", "")
     return insert_after(fields, "lib-name", "lib-ver", "")
 
 
-def add_net(fields, info_reply):
+def add_net(fields: Fields, info_reply: bytes) -> Fields:
     n_in, n_out, n_cmds = net_counters(get(fields, b"name").decode(), info_reply)
-    fields = fields + [[b"tot-net-in", b"%d" % n_in], [b"tot-net-out", b"%d" % n_out]]
-    return fields + [[b"tot-cmds", b"%d" % n_cmds]]
+    return [
+        *fields,
+        (b"tot-net-in", b"%d" % n_in),
+        (b"tot-net-out", b"%d" % n_out),
+        (b"tot-cmds", b"%d" % n_cmds),
+    ]
 
 
-CLIENT_LIST = {
-    # Field tables checked against src/networking.c catClientInfoString() at
-    # the tags 5.0.14, 6.0.20, 6.2.14, 7.0.15, 7.4.1 (redis/redis), 8.0.1
-    # (valkey-io/valkey) and Redis 8.x tests/unit/introspection.tcl.
-    "redis-5.0": lambda f, i: pre70_cmd(drop(
-        f, "laddr", "ssub", "argv-mem", "multi-mem", "rbs", "rbp", "tot-mem",
-        "user", "redir", "resp")),
+def pre70_fields(fields: Fields, *dropped: str) -> Fields:
+    return pre70_cmd(drop(fields, *dropped))
+
+
+# Each entry maps a parsed 7.0 line (and that version's INFO reply, which the
+# 8.x net counters need) to the version's line.  Field tables checked against
+# src/networking.c catClientInfoString() at the tags 5.0.14, 6.0.20, 6.2.14,
+# 7.0.15, 7.4.1 (redis/redis), 8.0.1 (valkey-io/valkey) and Redis 8.x
+# tests/unit/introspection.tcl.
+CLIENT_LIST: dict[str, Callable[[Fields, bytes], Fields]] = {
+    "redis-5.0": lambda fields, _info: pre70_fields(
+        fields, "laddr", "ssub", "argv-mem", "multi-mem", "rbs", "rbp", "tot-mem",
+        "user", "redir", "resp"),
     # 6.0.20 really prints argv-mem and tot-mem (backported in 6.0.9).
-    "redis-6.0": lambda f, i: pre70_cmd(drop(
-        f, "laddr", "ssub", "multi-mem", "rbs", "rbp", "redir", "resp")),
-    "redis-6.2": lambda f, i: pre70_cmd(drop(f, "ssub", "multi-mem", "rbs", "rbp", "resp")),
-    "redis-7.4": lambda f, i: client_list_74(f),
-    "redis-8.2": lambda f, i: add_net(insert_after(client_list_74(f), "lib-ver", "io-thread", "0"), i),
-    "valkey-8.0": lambda f, i: add_net(client_list_74(f), i),
+    "redis-6.0": lambda fields, _info: pre70_fields(
+        fields, "laddr", "ssub", "multi-mem", "rbs", "rbp", "redir", "resp"),
+    "redis-6.2": lambda fields, _info: pre70_fields(
+        fields, "ssub", "multi-mem", "rbs", "rbp", "resp"),
+    "redis-7.4": lambda fields, _info: add_74_fields(fields),
+    "redis-8.2": lambda fields, info: add_net(
+        insert_after(add_74_fields(fields), "lib-ver", "io-thread", "0"), info),
+    "valkey-8.0": lambda fields, info: add_net(add_74_fields(fields), info),
 }
 
 
@@ -147,73 +178,85 @@ CLIENT_LIST = {
 # INFO
 # --------------------------------------------------------------------------
 
-def info_lines(raw):
+def info_lines(raw: bytes) -> list[bytes]:
     assert raw.endswith(b"\r\n")
     return raw[:-2].split(b"\r\n")
 
 
-def info_join(lines):
+def info_join(lines: list[bytes]) -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-def info_drop(lines, *keys):
-    keys = {k.encode() for k in keys}
-    out = [l for l in lines if l.split(b":", 1)[0] not in keys]
-    return out
+def info_key(line: bytes) -> bytes:
+    return line.split(b":", 1)[0]
 
 
-def info_set(lines, key, value):
-    key = key.encode()
-    assert any(l.split(b":", 1)[0] == key for l in lines), key
-    return [key + b":" + value.encode() if l.split(b":", 1)[0] == key else l for l in lines]
+def info_line(key: str, value: str) -> bytes:
+    return key.encode() + b":" + value.encode()
 
 
-def info_insert_after(lines, after, *pairs):
-    after = after.encode()
-    i = next(n for n, l in enumerate(lines) if l.split(b":", 1)[0] == after)
-    new = [k.encode() + b":" + v.encode() for k, v in pairs]
-    return lines[:i + 1] + new + lines[i + 1:]
+def info_drop(lines: list[bytes], *keys: str) -> list[bytes]:
+    dropped = {key.encode() for key in keys}
+    return [line for line in lines if info_key(line) not in dropped]
 
 
-def info_rename(lines, old, new):
-    old = old.encode()
-    return [new.encode() + b":" + l.split(b":", 1)[1] if l.split(b":", 1)[0] == old else l
-            for l in lines]
+def info_set(lines: list[bytes], key: str, value: str) -> list[bytes]:
+    wanted = key.encode()
+    assert any(info_key(line) == wanted for line in lines), wanted
+    return [info_line(key, value) if info_key(line) == wanted else line for line in lines]
 
 
-def info_74(raw, version):
+def info_insert_after(lines: list[bytes], after: str, *pairs: tuple[str, str]) -> list[bytes]:
+    wanted = after.encode()
+    index = next(n for n, line in enumerate(lines) if info_key(line) == wanted)
+    new = [info_line(key, value) for key, value in pairs]
+    return lines[:index + 1] + new + lines[index + 1:]
+
+
+def info_rename(lines: list[bytes], old: str, new: str) -> list[bytes]:
+    wanted = old.encode()
+    return [new.encode() + b":" + line.split(b":", 1)[1] if info_key(line) == wanted else line
+            for line in lines]
+
+
+def info_74(raw: bytes, version: str) -> list[bytes]:
     lines = info_set(info_lines(raw), "redis_version", version)
-    lines = info_insert_after(lines, "tracking_clients", ("pubsub_clients", "2"), ("watching_clients", "0"))
-    lines = info_insert_after(lines, "clients_in_timeout_table", ("total_watched_keys", "0"),
-                              ("total_blocking_keys", "1"), ("total_blocking_keys_on_nokey", "0"))
-    lines = info_insert_after(lines, "io_threaded_writes_processed",
-                              ("client_query_buffer_limit_disconnections", "0"),
-                              ("client_output_buffer_limit_disconnections", "0"))
-    return lines
+    lines = info_insert_after(lines, "tracking_clients",
+                              ("pubsub_clients", "2"), ("watching_clients", "0"))
+    lines = info_insert_after(lines, "clients_in_timeout_table",
+                              ("total_watched_keys", "0"), ("total_blocking_keys", "1"),
+                              ("total_blocking_keys_on_nokey", "0"))
+    return info_insert_after(lines, "io_threaded_writes_processed",
+                             ("client_query_buffer_limit_disconnections", "0"),
+                             ("client_output_buffer_limit_disconnections", "0"))
 
 
-def info_valkey(raw):
-    lines = info_74(raw, "7.2.4")
-    lines = info_insert_after(lines, "redis_version", ("server_name", "valkey"), ("valkey_version", "8.0.1"))
+def info_pre70(version: str, *dropped: str) -> list[bytes]:
+    """The captured plain INFO without the `dropped` fields, as `version`."""
+    lines = info_drop(info_lines(read("info_all.txt")), *dropped)
+    return info_set(lines, "redis_version", version)
+
+
+def info_valkey80() -> list[bytes]:
+    lines = info_74(read("info.txt"), "7.2.4")
+    lines = info_insert_after(lines, "redis_version",
+                              ("server_name", "valkey"), ("valkey_version", "8.0.1"))
     # Valkey 8.0 prints server_mode unless extended-redis-compatibility is on.
     return info_rename(lines, "redis_mode", "server_mode")
 
 
-INFO = {
+INFO: dict[str, Callable[[], list[bytes]]] = {
     # Before 7.0 INFO takes a single section, so an exporter sends plain INFO:
     # these are derived from the captured plain INFO (info_all.txt).
-    "redis-5.0": lambda: info_set(info_drop(
-        info_lines(read("info_all.txt")), "tracking_clients", "clients_in_timeout_table",
-        "cluster_connections", "maxclients", "evicted_clients"), "redis_version", "5.0.14"),
-    "redis-6.0": lambda: info_set(info_drop(
-        info_lines(read("info_all.txt")), "cluster_connections", "maxclients",
-        "evicted_clients"), "redis_version", "6.0.20"),
-    "redis-6.2": lambda: info_set(info_drop(
-        info_lines(read("info_all.txt")), "evicted_clients"), "redis_version", "6.2.14"),
+    "redis-5.0": lambda: info_pre70("5.0.14", "tracking_clients", "clients_in_timeout_table",
+                                    "cluster_connections", "maxclients", "evicted_clients"),
+    "redis-6.0": lambda: info_pre70("6.0.20", "cluster_connections", "maxclients",
+                                    "evicted_clients"),
+    "redis-6.2": lambda: info_pre70("6.2.14", "evicted_clients"),
     # 7.0+: multi-section INFO, derived from the captured info.txt.
     "redis-7.4": lambda: info_74(read("info.txt"), "7.4.1"),
     "redis-8.2": lambda: info_74(read("info.txt"), "8.2.1"),
-    "valkey-8.0": lambda: info_valkey(read("info.txt")),
+    "valkey-8.0": info_valkey80,
 }
 
 
@@ -221,20 +264,26 @@ INFO = {
 # expected.json
 # --------------------------------------------------------------------------
 
-def client_type(flags):
-    for letter, kind in ((b"M", "master"), (b"O", "monitor"), (b"S", "replica"), (b"P", "pubsub")):
+CLIENT_TYPE_FLAGS = ((b"M", "master"), (b"O", "monitor"), (b"S", "replica"), (b"P", "pubsub"))
+
+
+def client_type(flags: bytes) -> str:
+    for letter, kind in CLIENT_TYPE_FLAGS:
         if letter in flags:
             return kind
     return "normal"
 
 
-def expected(client_list, info):
-    lines = [l for l in client_list.split(b"\n") if l]
-    fields = [parse_line(l) for l in lines]
-    names = collections.Counter(get(f, b"name").decode("utf-8") for f in fields)
-    types = collections.Counter(client_type(get(f, b"flags")) for f in fields)
-    cc = next(int(l.split(b":", 1)[1]) for l in info_lines(info) if l.startswith(b"connected_clients:"))
-    return {"client_list_lines": len(lines), "connected_clients": cc,
+def connected_clients(info: bytes) -> int:
+    prefix = b"connected_clients:"
+    return next(int(line[len(prefix):]) for line in info_lines(info) if line.startswith(prefix))
+
+
+def expected(client_list: bytes, info: bytes) -> JsonDict:
+    parsed = [parse_line(line) for line in non_empty_lines(client_list)]
+    names = collections.Counter(get(fields, b"name").decode("utf-8") for fields in parsed)
+    types = collections.Counter(client_type(get(fields, b"flags")) for fields in parsed)
+    return {"client_list_lines": len(parsed), "connected_clients": connected_clients(info),
             "names": dict(names), "client_types": dict(types)}
 
 
@@ -254,51 +303,62 @@ CLIENT LIST fields and the INFO `# Clients` section being version-accurate.
 Regenerate with `python3 tests/data/make_synthesized.py`.
 """
 
-VERSIONS = {
-    "redis-5.0": dict(
-        product="Redis 5.0.14",
-        cl_note="dropped laddr, ssub, argv-mem, multi-mem, rbs, rbp, tot-mem, user, redir, "
-                "resp; cmd shows the container name only, e.g. `client` instead of `client|setname`; "
-                "no ACL, so the `billing` client has no user field like every other line",
-        info_src="info_all.txt",
-        info_note="plain INFO, since INFO takes one section before 7.0; redis_version:5.0.14; dropped "
-                  "tracking_clients, clients_in_timeout_table, cluster_connections, maxclients, "
-                  "evicted_clients"),
-    "redis-6.0": dict(
-        product="Redis 6.0.20",
-        cl_note="dropped laddr, ssub, multi-mem, rbs, rbp, redir, resp; kept user; kept argv-mem and "
-                "tot-mem because 6.0.20 really prints them (added in 6.0.9); cmd shows the container "
-                "name only",
-        info_src="info_all.txt",
-        info_note="plain INFO; redis_version:6.0.20; dropped cluster_connections, maxclients, "
-                  "evicted_clients"),
-    "redis-6.2": dict(
-        product="Redis 6.2.14",
-        cl_note="dropped ssub, multi-mem, rbs, rbp, resp; cmd shows the container name only",
-        info_src="info_all.txt",
-        info_note="plain INFO; redis_version:6.2.14; dropped evicted_clients"),
-    "redis-7.4": dict(
-        product="Redis 7.4.1",
-        cl_note="added watch=0 after multi, lib-name= lib-ver= after resp",
-        info_src="info.txt",
-        info_note="multi-section INFO; redis_version:7.4.1; added pubsub_clients, watching_clients "
-                  "after tracking_clients, total_watched_keys, total_blocking_keys, "
-                  "total_blocking_keys_on_nokey after clients_in_timeout_table, and in Stats "
-                  "client_query_buffer_limit_disconnections, client_output_buffer_limit_disconnections "
-                  "after io_threaded_writes_processed"),
-    "redis-8.2": dict(
-        product="Redis 8.2.1",
-        cl_note="as 7.4 plus io-thread=0 after lib-ver and tot-net-in, tot-net-out, tot-cmds at the "
-                "end (values computed from the commands each client sent)",
-        info_src="info.txt",
-        info_note="same changes as redis-7.4 with redis_version:8.2.1"),
-    "valkey-8.0": dict(
-        product="Valkey 8.0.1",
-        cl_note="as Redis 7.4 (watch, lib-name, lib-ver) plus tot-net-in, tot-net-out, tot-cmds at "
-                "the end; no io-thread",
-        info_src="info.txt",
-        info_note="same changes as redis-7.4, plus redis_version:7.2.4 followed by server_name:valkey "
-                  "and valkey_version:8.0.1, and redis_mode renamed server_mode as Valkey 8.0 prints it"),
+# Values for SYNTH_NOTE, per version.
+VERSIONS: dict[str, dict[str, str]] = {
+    "redis-5.0": {
+        "product": "Redis 5.0.14",
+        "cl_note": "dropped laddr, ssub, argv-mem, multi-mem, rbs, rbp, tot-mem, user, redir, "
+                   "resp; cmd shows the container name only, e.g. `client` instead of "
+                   "`client|setname`; no ACL, so the `billing` client has no user field like "
+                   "every other line",
+        "info_src": "info_all.txt",
+        "info_note": "plain INFO, since INFO takes one section before 7.0; redis_version:5.0.14; "
+                     "dropped tracking_clients, clients_in_timeout_table, cluster_connections, "
+                     "maxclients, evicted_clients",
+    },
+    "redis-6.0": {
+        "product": "Redis 6.0.20",
+        "cl_note": "dropped laddr, ssub, multi-mem, rbs, rbp, redir, resp; kept user; kept "
+                   "argv-mem and tot-mem because 6.0.20 really prints them (added in 6.0.9); "
+                   "cmd shows the container name only",
+        "info_src": "info_all.txt",
+        "info_note": "plain INFO; redis_version:6.0.20; dropped cluster_connections, maxclients, "
+                     "evicted_clients",
+    },
+    "redis-6.2": {
+        "product": "Redis 6.2.14",
+        "cl_note": "dropped ssub, multi-mem, rbs, rbp, resp; cmd shows the container name only",
+        "info_src": "info_all.txt",
+        "info_note": "plain INFO; redis_version:6.2.14; dropped evicted_clients",
+    },
+    "redis-7.4": {
+        "product": "Redis 7.4.1",
+        "cl_note": "added watch=0 after multi, lib-name= lib-ver= after resp",
+        "info_src": "info.txt",
+        "info_note": "multi-section INFO; redis_version:7.4.1; added pubsub_clients, "
+                     "watching_clients after tracking_clients, total_watched_keys, "
+                     "total_blocking_keys, total_blocking_keys_on_nokey after "
+                     "clients_in_timeout_table, and in Stats "
+                     "client_query_buffer_limit_disconnections, "
+                     "client_output_buffer_limit_disconnections after "
+                     "io_threaded_writes_processed",
+    },
+    "redis-8.2": {
+        "product": "Redis 8.2.1",
+        "cl_note": "as 7.4 plus io-thread=0 after lib-ver and tot-net-in, tot-net-out, tot-cmds "
+                   "at the end (values computed from the commands each client sent)",
+        "info_src": "info.txt",
+        "info_note": "same changes as redis-7.4 with redis_version:8.2.1",
+    },
+    "valkey-8.0": {
+        "product": "Valkey 8.0.1",
+        "cl_note": "as Redis 7.4 (watch, lib-name, lib-ver) plus tot-net-in, tot-net-out, "
+                   "tot-cmds at the end; no io-thread",
+        "info_src": "info.txt",
+        "info_note": "same changes as redis-7.4, plus redis_version:7.2.4 followed by "
+                     "server_name:valkey and valkey_version:8.0.1, and redis_mode renamed "
+                     "server_mode as Valkey 8.0 prints it",
+    },
 }
 
 
@@ -306,93 +366,114 @@ VERSIONS = {
 # edge cases
 # --------------------------------------------------------------------------
 
-def template(name):
-    src = read("client_list.txt")
-    return next(parse_line(l) for l in src.split(b"\n") if l and get(parse_line(l), b"name") == name)
+def template(name: bytes) -> Fields:
+    """The parsed line of the captured client called `name`."""
+    parsed = (parse_line(line) for line in non_empty_lines(read("client_list.txt")))
+    return next(fields for fields in parsed if get(fields, b"name") == name)
 
 
-def with_values(fields, **values):
-    values = {k.replace("_", "-").encode(): (v if isinstance(v, bytes) else str(v).encode())
-              for k, v in values.items()}
-    return [[k, values.get(k, v)] for k, v in fields]
+def with_values(fields: Fields, **values: int | bytes) -> Fields:
+    """Replace field values; keyword `a_b` stands for field `a-b`."""
+    replacements = {
+        key.replace("_", "-").encode(): value if isinstance(value, bytes) else str(value).encode()
+        for key, value in values.items()
+    }
+    return [(key, replacements.get(key, value)) for key, value in fields]
 
 
-def edge_odd_names():
+def lf_terminated(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
+
+
+def edge_odd_names() -> tuple[bytes, JsonDict]:
     base = template(b"worker")
     names = [b'a"b', b"back\\slash", b"k=v", b"a=b=c", b"=", b"{json}", b"x'y", b"caf\xe9"]
-    lines = [fmt_line(with_values(base, id=100 + n, addr=b"127.0.0.1:%d" % (41000 + n), fd=30 + n,
-                                  name=name)) for n, name in enumerate(names)]
-    return b"".join(l + b"\n" for l in lines), {
+    lines = [
+        fmt_line(with_values(base, id=100 + index, addr=b"127.0.0.1:%d" % (41000 + index),
+                             fd=30 + index, name=name))
+        for index, name in enumerate(names)
+    ]
+    return lf_terminated(lines), {
         "client_list_lines": len(lines),
-        "names_hex": [n.hex() for n in names],
-        "names_latin1": [n.decode("latin-1") for n in names],
-        "note": "name is everything between 'name=' and the next space; keys split on the FIRST '='. "
-                "Last name is the bytes 63 61 66 e9 (not valid UTF-8); Redis 7.0 SETNAME rejects it, "
-                "so this line is synthetic/defensive only.",
+        "names_hex": [name.hex() for name in names],
+        "names_latin1": [name.decode("latin-1") for name in names],
+        "note": "name is everything between 'name=' and the next space; keys split on the "
+                "FIRST '='. Last name is the bytes 63 61 66 e9 (not valid UTF-8); Redis 7.0 "
+                "SETNAME rejects it, so this line is synthetic/defensive only.",
     }
 
 
-def edge_malformed():
-    good1 = fmt_line(template(b"api-7f9c2d4e1a"))
-    bad_age = fmt_line(with_values(template(b"api-0b1c2d3e4f"), name=b"bad-age", age=b"ABCDE"))
-    no_idle = fmt_line(drop(with_values(template(b"api-99aa88bb77"), name=b"missing-idle"), "idle"))
-    extra = fmt_line(insert_after(with_values(template(b"worker"), name=b"extra-field"), "db", "foo", "bar"))
-    good2 = fmt_line(template(b"web-5d8f7c9b6-x2k4p"))
-    trunc = fmt_line(with_values(template(b"web-5d8f7c9b6-q7z9m"), name=b"truncated"))
-    trunc = trunc[:trunc.index(b" qbuf-free=") + len(b" qbuf-f")]
-    rows = [
-        (good1, True, "well-formed"),
-        (bad_age, False, "age=ABCDE is not an integer"),
-        (no_idle, False, "required field idle= missing"),
+def truncated_line() -> bytes:
+    """A well-formed line cut off in the middle of the qbuf-free field."""
+    line = fmt_line(with_values(template(b"web-5d8f7c9b6-q7z9m"), name=b"truncated"))
+    return line[:line.index(b" qbuf-free=") + len(b" qbuf-f")]
+
+
+def line_name(line: bytes) -> str | None:
+    if b"name=" not in line:
+        return None
+    return line.split(b"name=", 1)[1].split(b" ", 1)[0].decode()
+
+
+def edge_malformed() -> tuple[bytes, JsonDict]:
+    bad_age = with_values(template(b"api-0b1c2d3e4f"), name=b"bad-age", age=b"ABCDE")
+    no_idle = drop(with_values(template(b"api-99aa88bb77"), name=b"missing-idle"), "idle")
+    extra = insert_after(with_values(template(b"worker"), name=b"extra-field"), "db", "foo", "bar")
+    rows = [  # (line, well formed, reason)
+        (fmt_line(template(b"api-7f9c2d4e1a")), True, "well-formed"),
+        (fmt_line(bad_age), False, "age=ABCDE is not an integer"),
+        (fmt_line(no_idle), False, "required field idle= missing"),
         (b"", False, "empty line"),
-        (extra, True, "unknown extra field foo=bar between db and sub; Redis docs say unknown fields must be skipped"),
+        (fmt_line(extra), True, "unknown extra field foo=bar between db and sub; "
+                                "Redis docs say unknown fields must be skipped"),
         (b"!!!", False, "garbage, no key=value tokens"),
-        (good2, True, "well-formed"),
-        (trunc, False, "truncated mid-field (qbuf-f), no trailing newline, fields after qbuf missing"),
+        (fmt_line(template(b"web-5d8f7c9b6-x2k4p")), True, "well-formed"),
+        (truncated_line(), False, "truncated mid-field (qbuf-f), no trailing newline, "
+                                  "fields after qbuf missing"),
     ]
-    data = b"\n".join(r[0] for r in rows)  # no "\n" after the truncated last line
-    per_line = []
-    for n, (line, ok, why) in enumerate(rows, 1):
-        name = None
-        if b"name=" in line:
-            name = line.split(b"name=", 1)[1].split(b" ", 1)[0].decode()
-        per_line.append({"line": n, "well_formed": ok, "name": name, "reason": why})
+    data = b"\n".join(line for line, _, _ in rows)  # no "\n" after the truncated last line
+    per_line: list[JsonDict] = [
+        {"line": number, "well_formed": ok, "name": line_name(line), "reason": reason}
+        for number, (line, ok, reason) in enumerate(rows, 1)
+    ]
     return data, {
         "physical_lines": len(rows),
-        "well_formed_count": sum(1 for r in rows if r[1]),
-        "well_formed_names": [p["name"] for p in per_line if p["well_formed"]],
+        "well_formed_count": sum(1 for _, ok, _ in rows if ok),
+        "well_formed_names": [line_name(line) for line, ok, _ in rows if ok],
         "lines": per_line,
-        "definition": "well-formed = every space-separated token is key=value, all 7.0 fields present "
-                      "with valid values; unknown extra keys allowed",
+        "definition": "well-formed = every space-separated token is key=value, all 7.0 fields "
+                      "present with valid values; unknown extra keys allowed",
     }
 
 
-def edge_ipv6_unix():
+def address_row(line: bytes) -> JsonDict:
+    fields = parse_line(line)
+    addr, laddr = get(fields, b"addr").decode(), get(fields, b"laddr").decode()
+    host, _, port = addr.rpartition(":")
+    lhost, _, lport = laddr.rpartition(":")
+    return {"name": get(fields, b"name").decode(), "addr": addr, "laddr": laddr,
+            "addr_host": host.strip("[]"), "addr_port": int(port),
+            "laddr_host": lhost.strip("[]"), "laddr_port": int(lport),
+            "unix": b"U" in get(fields, b"flags")}
+
+
+def edge_ipv6_unix() -> tuple[bytes, JsonDict]:
+    unix_path = b"/var/run/redis/redis-server.sock:0"
     captured = [fmt_line(template(b"ipv6-client")), fmt_line(template(b"unix-client"))]
     synth = [
         fmt_line(with_values(template(b"ipv6-client"), id=200, addr=b"[2001:db8::17]:53212",
                              laddr=b"[2001:db8::1]:6379", fd=40, name=b"ipv6-global")),
-        fmt_line(with_values(template(b"unix-client"), id=201, addr=b"/var/run/redis/redis-server.sock:0",
-                             laddr=b"/var/run/redis/redis-server.sock:0", fd=41, name=b"unix-default-path")),
+        fmt_line(with_values(template(b"unix-client"), id=201, addr=unix_path,
+                             laddr=unix_path, fd=41, name=b"unix-default-path")),
         fmt_line(with_values(template(b"worker"), id=202, name=b"ipv4-client")),
     ]
     lines = captured + synth
-    rows = []
-    for l in lines:
-        f = parse_line(l)
-        addr, laddr = get(f, b"addr").decode(), get(f, b"laddr").decode()
-        host, _, port = addr.rpartition(":")
-        lhost, _, lport = laddr.rpartition(":")
-        rows.append({"name": get(f, b"name").decode(), "addr": addr, "laddr": laddr,
-                     "addr_host": host.strip("[]"), "addr_port": int(port),
-                     "laddr_host": lhost.strip("[]"), "laddr_port": int(lport),
-                     "unix": b"U" in get(f, b"flags")})
-    return b"".join(l + b"\n" for l in lines), {
+    return lf_terminated(lines), {
         "client_list_lines": len(lines),
-        "clients": rows,
-        "note": "lines 1-2 are verbatim from redis-7.0/client_list.txt (real 7.0.15 output): IPv6 is "
-                "[addr]:port for both addr and laddr, a unix socket is <socket path>:0 for both. "
-                "Lines 3-5 are synthesized in the same forms.",
+        "clients": [address_row(line) for line in lines],
+        "note": "lines 1-2 are verbatim from redis-7.0/client_list.txt (real 7.0.15 output): "
+                "IPv6 is [addr]:port for both addr and laddr, a unix socket is "
+                "<socket path>:0 for both. Lines 3-5 are synthesized in the same forms.",
     }
 
 
@@ -415,33 +496,45 @@ Edge-case CLIENT LIST replies (7.0 field set) built by
 `expected.json` is keyed by file name.
 """
 
+EDGE_FILES: dict[str, Callable[[], tuple[bytes, JsonDict]]] = {
+    "client_list_odd_names.txt": edge_odd_names,
+    "client_list_malformed.txt": edge_malformed,
+    "client_list_ipv6_unix.txt": edge_ipv6_unix,
+}
 
-def main():
-    cl70, info70 = read("client_list.txt"), read("info.txt")
-    exp70 = expected(cl70, info70)
-    with open(os.path.join(SRC, "expected.json")) as f:
-        assert json.load(f) == exp70, "redis-7.0/expected.json disagrees with the capture"
 
-    for version, cl_fn in CLIENT_LIST.items():
-        info = info_join(INFO[version]())
-        lines = [l for l in cl70.split(b"\n") if l]
-        cl = b"".join(fmt_line(cl_fn(parse_line(l), info)) + b"\n" for l in lines)
-        exp = expected(cl, info)
-        assert exp == exp70, version
-        write(f"{version}/client_list.txt", cl)
-        write(f"{version}/info.txt", info)
-        write_json(f"{version}/expected.json", exp)
-        write(f"{version}/SYNTHESIZED.md", SYNTH_NOTE.format(**VERSIONS[version]))
+def write_version(version: str, captured_client_list: bytes, expected_counts: JsonDict) -> None:
+    info = info_join(INFO[version]())
+    to_version = CLIENT_LIST[version]
+    lines = [fmt_line(to_version(parse_line(line), info))
+             for line in non_empty_lines(captured_client_list)]
+    client_list = lf_terminated(lines)
+    counts = expected(client_list, info)
+    assert counts == expected_counts, version
+    write(f"{version}/client_list.txt", client_list)
+    write(f"{version}/info.txt", info)
+    write_json(f"{version}/expected.json", counts)
+    write(f"{version}/SYNTHESIZED.md", SYNTH_NOTE.format(**VERSIONS[version]))
 
-    edge = {}
-    for fname, fn in (("client_list_odd_names.txt", edge_odd_names),
-                      ("client_list_malformed.txt", edge_malformed),
-                      ("client_list_ipv6_unix.txt", edge_ipv6_unix)):
-        data, exp = fn()
-        write(f"edge/{fname}", data)
-        edge[fname] = exp
+
+def write_edge() -> None:
+    edge: dict[str, JsonDict] = {}
+    for file_name, build in EDGE_FILES.items():
+        data, counts = build()
+        write(f"edge/{file_name}", data)
+        edge[file_name] = counts
     write_json("edge/expected.json", edge)
     write("edge/SYNTHESIZED.md", EDGE_NOTE)
+
+
+def main() -> None:
+    client_list_70 = read("client_list.txt")
+    expected_70 = expected(client_list_70, read("info.txt"))
+    with open(os.path.join(SRC, "expected.json")) as file:
+        assert json.load(file) == expected_70, "redis-7.0/expected.json disagrees with the capture"
+    for version in CLIENT_LIST:
+        write_version(version, client_list_70, expected_70)
+    write_edge()
 
 
 if __name__ == "__main__":

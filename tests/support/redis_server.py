@@ -89,9 +89,43 @@ class RedisServer:
             return handle.read()[-2000:].decode("utf-8", "replace")
 
 
+class ContainerRedisServer(RedisServer):
+    """The same server in a `redis:7.0` container, for machines with Docker and no binary.
+
+    Selected with REDIS_TEST_BACKEND=testcontainers. Tests that need a unix socket or a
+    restart on the same port are not meaningful here; CI always uses the binary.
+    """
+
+    container: Any = None
+
+    def start(self) -> None:
+        # Imported here: only this opt-in path needs Docker's client libraries.
+        from testcontainers.redis import RedisContainer  # noqa: PLC0415
+
+        self.container = RedisContainer("redis:7.0").with_command(
+            ["redis-server", *[arg for arg in self.args if arg != "--daemonize"
+                               and not arg.startswith("/")]])
+        self.container.start()
+        self.port = int(self.container.get_exposed_port(6379))
+
+    def stop(self) -> None:
+        if self.container is not None:
+            self.container.stop()
+            self.container = None
+
+
 def start_redis(extra_args: Sequence[str] = (), password: str | None = None,
                 port: int | None = None, unixsocket: bool = False,
                 workdir: str | None = None) -> RedisServer:
+    if os.environ.get("REDIS_TEST_BACKEND") == "testcontainers":
+        container_args = ["--save", "", "--appendonly", "no", "--maxclients", "1000"]
+        if password:
+            container_args += ["--requirepass", password]
+        server: RedisServer = ContainerRedisServer(
+            port=0, workdir=tempfile.mkdtemp(prefix="rce-redis-"),
+            args=[*container_args, *extra_args], password=password)
+        server.start()
+        return server
     port = port or free_port()
     workdir = workdir or tempfile.mkdtemp(prefix="rce-redis-")
     args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

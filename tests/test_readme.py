@@ -1,0 +1,35 @@
+"""The README is the front door: its metric table and commands must match the code."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from exporter import metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _readme() -> str:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_metric_table_lists_exactly_the_exported_families() -> None:
+    documented = dict(re.findall(r"^\| `([a-z_]+)` \| (gauge|counter|histogram) \|",
+                                 _readme(), re.MULTILINE))
+    exported = {family.name: family.type for family in metrics.TARGET_FAMILIES}
+    exported.update({
+        metrics.GLOBAL_POLL_DURATION: "histogram",
+        metrics.GLOBAL_BUILD_INFO: "gauge",
+        metrics.GLOBAL_RELOAD_OK: "gauge",
+        metrics.GLOBAL_TARGETS: "gauge",
+    })
+    assert documented == exported
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = _readme()
+    assert "\n./scripts/test\n" in readme
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as handle:
+        assert "./scripts/test" in handle.read()
