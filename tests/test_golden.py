@@ -13,7 +13,7 @@ other tests here check the golden files themselves (promtool, family contiguity,
 
 A golden holds what the exposition must be, not what the code happens to print: where review
 finds a rendered line wrong, the golden keeps the correct line and the comparison fails until
-the code is fixed (so far: `redis_mode` for Valkey 8.0, see `test_valkey_mode_label`).
+the code is fixed (this caught `redis_mode` for Valkey 8.0, see `test_valkey_mode_label`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import subprocess
 
 import pytest
 
 from exporter import metrics
+from tests.support.exposition import check_families, promtool_problems
 from tests.support.golden import (
     CASES_BY_NAME,
     GOLDEN_CASES,
@@ -35,13 +35,10 @@ from tests.support.golden import (
     render_case,
     write_golden,
 )
-from tests.support.redis_server import require_binary
 from tests.support.scrape import samples, value, values
 
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 CASE_IDS = [case.name for case in GOLDEN_CASES]
-HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
 
 
 def golden(name: str) -> str:
@@ -63,54 +60,10 @@ def test_exposition_matches_golden(case: GoldenCase) -> None:
 
 @pytest.mark.parametrize("case", GOLDEN_CASES, ids=CASE_IDS)
 def test_promtool_check_metrics(case: GoldenCase) -> None:
-    promtool = require_binary("promtool")
     with open(case.path, "rb") as handle:
-        result = subprocess.run([promtool, "check", "metrics"], stdin=handle,
-                                capture_output=True, timeout=30, check=False)
-    problems = (result.stdout + result.stderr).decode("utf-8", "replace").strip()
-    assert result.returncode == 0, problems
+        code, problems = promtool_problems(handle.read())
+    assert code == 0, problems
     assert problems == ""
-
-
-def _family(name: str, types: dict[str, str]) -> str:
-    for suffix in HISTOGRAM_SUFFIXES:
-        base = name.removesuffix(suffix)
-        if base != name and types.get(base) == "histogram":
-            return base
-    return name
-
-
-def check_families(text: str) -> None:
-    """Each family: one HELP, then one TYPE, then all its samples in one run."""
-    lines = text.splitlines()
-    types = {parts[2]: parts[3] for parts in (line.split(" ") for line in lines)
-             if parts[:2] == ["#", "TYPE"]}
-    helps: dict[str, int] = {}
-    typed: dict[str, int] = {}
-    finished: set[str] = set()
-    current: str | None = None
-    for number, line in enumerate(lines, 1):
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            assert name not in helps, f"line {number}: second HELP for {name}"
-            helps[name] = number
-            if current is not None:
-                finished.add(current)
-            current = name
-            continue
-        if line.startswith("# TYPE "):
-            name = line.split(" ")[2]
-            assert name not in typed, f"line {number}: second TYPE for {name}"
-            assert name == current, f"line {number}: TYPE {name} not after its HELP"
-            typed[name] = number
-            continue
-        match = SAMPLE.match(line)
-        assert match, f"line {number} is not a sample: {line!r}"
-        family = _family(match.group(1), types)
-        assert family not in finished, f"line {number}: {family} is not contiguous"
-        assert family == current, f"line {number}: {family} sample outside its run"
-        assert family in typed, f"line {number}: {family} sample before its TYPE"
-    assert set(helps) == set(typed) == set(types)
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES, ids=CASE_IDS)

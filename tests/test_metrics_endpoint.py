@@ -1,0 +1,107 @@
+"""The live /metrics body: valid for promtool, contiguous families, gzip, bounded by groups."""
+
+from __future__ import annotations
+
+import gzip
+import urllib.request
+from collections.abc import Callable
+
+from exporter.app import Exporter
+from tests.conftest import metrics_url
+from tests.support.clients import RawClient, open_named
+from tests.support.exposition import check_families, promtool_problems
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.scrape import fetch, value, values, wait_for
+
+FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
+
+
+def _get(url: str, gzip_ok: bool) -> tuple[bytes, str | None]:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read(), response.headers.get("Content-Encoding")
+
+
+def test_body_passes_promtool_and_keeps_families_contiguous_across_targets(
+        redis_factory: Callable[..., RedisServer],
+        exporter_factory: Callable[..., Exporter]) -> None:
+    first, second = redis_factory(), redis_factory()
+    clients = open_named(first.port, ["api-1", "api-2", "worker"])
+    try:
+        exporter = exporter_factory({
+            "poll": FAST, "defaults": {"connect_probe": {"interval": "1s"}},
+            "targets": [{"name": "one", "url": first.url}, {"name": "two", "url": second.url},
+                        {"name": "gone", "url": f"redis://127.0.0.1:{free_port()}"}],
+        })
+        url = metrics_url(exporter)
+
+        def every_target_polled() -> bool:
+            text = fetch(url)
+            return (value(text, "redis_up", target="one") == 1
+                    and value(text, "redis_up", target="two") == 1
+                    and value(text, "redis_up", target="gone") == 0
+                    and bool(values(text, "redis_client_connections", target="two")))
+
+        wait_for(every_target_polled, message="all three targets polled")
+        body, encoding = _get(url, gzip_ok=False)
+    finally:
+        for client in clients:
+            client.close()
+    assert encoding is None
+    code, problems = promtool_problems(body)
+    assert code == 0, problems
+    assert problems == ""
+    text = body.decode()
+    check_families(text)
+    assert 'redis_up{target="gone"} 0' in text
+    assert text.count("# TYPE redis_up gauge") == 1
+
+
+def test_gzip_body_is_the_same_body(redis_server: RedisServer,
+                                    exporter_factory: Callable[..., Exporter]) -> None:
+    exporter = exporter_factory({"poll": {"interval": "10s", "timeout": "1s"},
+                                 "targets": [{"name": "one", "url": redis_server.url}]})
+    url = metrics_url(exporter)
+    wait_for(lambda: value(fetch(url), "redis_up", target="one") == 1, message="first poll")
+    for _ in range(5):  # a poll between the requests changes the body: retry on that
+        plain_before, _ = _get(url, gzip_ok=False)
+        compressed, encoding = _get(url, gzip_ok=True)
+        plain_after, _ = _get(url, gzip_ok=False)
+        if plain_before == plain_after:
+            break
+    assert encoding == "gzip"
+    assert gzip.decompress(compressed) == plain_before == plain_after
+
+
+def test_body_size_is_bounded_by_groups_not_clients(
+        redis_server: RedisServer, exporter_factory: Callable[..., Exporter]) -> None:
+    names = ["web", "worker", "cron"]
+    exporter = exporter_factory({
+        "poll": FAST, "defaults": {"connect_probe": {"enabled": False}},
+        "targets": [{"name": "one", "url": redis_server.url}],
+    })
+    url = metrics_url(exporter)
+    opened: list[RawClient] = []
+
+    def body_with(clients: int) -> bytes:
+        opened.extend(open_named(redis_server.port,
+                                 [names[i % 3] for i in range(clients - len(opened))]))
+
+        def counted() -> bytes | None:
+            body, _ = _get(url, gzip_ok=False)
+            total = sum(val for _, val in values(body.decode(), "redis_client_connections"))
+            return body if total == clients + 1 else None
+
+        body = wait_for(counted, message=f"{clients} clients counted")
+        assert isinstance(body, bytes)
+        return body
+
+    try:
+        small = body_with(12)
+        large = body_with(600)
+    finally:
+        for client in opened:
+            client.close()
+    # Same series; only digits of values differ.
+    assert len(small.splitlines()) == len(large.splitlines())
+    assert abs(len(large) - len(small)) < 400

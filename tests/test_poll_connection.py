@@ -1,0 +1,391 @@
+"""The held poll connection against real redis-server 7.0 processes.
+
+What Redis itself sees of the exporter's one connection (CLIENT LIST line, INFO commandstats)
+is the ground truth here: flags, db, keepalive PINGs, how often CLIENT LIST and INFO really ran,
+and that Redis never had to disconnect it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.app import Exporter, WebSettings
+from exporter.cli import load, parse_args
+from exporter.connection import CLIENT_NAME
+from tests.conftest import metrics_url
+from tests.support.clients import RawClient, open_named
+from tests.support.redis_server import RedisServer
+from tests.support.scrape import fetch, value, values, wait_for
+
+FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
+NO_PROBE = {"connect_probe": {"enabled": False}}
+WAIT = 20.0
+CREATED = "redis_connection_exporter_pool_connections_created_total"
+CAPABILITY = "redis_connection_exporter_target_capability"
+LAST_SUCCESS = "redis_connection_exporter_last_poll_success_timestamp_seconds"
+DUPLICATE_MESSAGE = "targets are the same Redis server"
+
+ExporterFactory = Callable[..., Exporter]
+RedisFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture
+def clients() -> Iterator[list[RawClient]]:
+    """Idle test connections; closed at teardown (before the servers are killed)."""
+    opened: list[RawClient] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+# -- what Redis sees -------------------------------------------------------------------------
+def parse_client_line(line: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for word in line.split(" "):
+        key, sep, val = word.partition("=")
+        if sep:
+            fields[key] = val
+    return fields
+
+
+def client_lines(port: int, host: str = "127.0.0.1") -> list[dict[str, str]]:
+    """CLIENT LIST over a fresh connection (a held one could hit the server's `timeout`)."""
+    client = RawClient(port, host=host)
+    try:
+        text = client.call("CLIENT", "LIST").decode("utf-8", "replace")
+    finally:
+        client.close()
+    return [parse_client_line(line) for line in text.splitlines() if line]
+
+
+def exporter_lines(port: int) -> list[dict[str, str]]:
+    return [line for line in client_lines(port) if line.get("name") == CLIENT_NAME]
+
+
+def exporter_line(port: int) -> dict[str, str]:
+    lines = exporter_lines(port)
+    assert len(lines) == 1, f"expected one exporter connection, CLIENT LIST shows {lines}"
+    return lines[0]
+
+
+def commandstats(port: int) -> dict[str, int]:
+    """`calls` per command from INFO commandstats (this INFO itself is not counted yet)."""
+    client = RawClient(port)
+    try:
+        text = client.call("INFO", "commandstats").decode()
+    finally:
+        client.close()
+    calls: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line.partition(":")
+            stats = dict(item.split("=", 1) for item in rest.split(","))
+            calls[name[len("cmdstat_"):]] = int(stats["calls"])
+    return calls
+
+
+# -- what the exporter serves -----------------------------------------------------------------
+def scrape(exporter: Exporter) -> str:
+    return fetch(metrics_url(exporter))
+
+
+def wait_metric(exporter: Exporter, metric: str, expected: float, timeout: float = WAIT,
+                **labels: str) -> str:
+    """/metrics once `metric{labels}` equals `expected`."""
+
+    def check() -> str | None:
+        text = scrape(exporter)
+        return text if value(text, metric, **labels) == expected else None
+
+    found = wait_for(check, timeout=timeout, message=f"{metric}{labels} == {expected}")
+    assert isinstance(found, str)
+    return found
+
+
+def wait_up(exporter: Exporter, target: str, with_groups: bool = True) -> str:
+    def check() -> str | None:
+        text = scrape(exporter)
+        if value(text, "redis_up", target=target) != 1:
+            return None
+        if with_groups and not values(text, "redis_client_connections", target=target):
+            return None
+        return text
+
+    found = wait_for(check, timeout=WAIT, message=f"redis_up 1 for {target}")
+    assert isinstance(found, str)
+    return found
+
+
+def wait_polls(exporter: Exporter, target: str, polls: int, timeout: float = WAIT) -> str:
+    """/metrics after `polls` more successful INFO steps (the success timestamp moved)."""
+    seen: set[float] = set()
+    text = ""
+
+    def moved() -> bool:
+        nonlocal text
+        text = scrape(exporter)
+        stamp = value(text, LAST_SUCCESS, target=target, step="info")
+        if stamp is not None:
+            seen.add(stamp)
+        return len(seen) > polls
+
+    wait_for(moved, timeout=timeout, interval=0.05, message=f"{polls} more polls of {target}")
+    return text
+
+
+def config(url: str, name: str = "cache", poll: dict[str, str] | None = None,
+           **extra: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {"poll": poll or FAST, "defaults": NO_PROBE,
+                           "targets": [{"name": name, "url": url}]}
+    raw.update(extra)
+    return raw
+
+
+# -- 1. handshake as Redis sees it ------------------------------------------------------------
+def test_poll_connection_is_no_evict_resp2_and_sends_no_client_info(
+        redis_server: RedisServer, exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory(config(redis_server.url))
+    text = wait_up(exporter, "cache")
+
+    assert value(text, CAPABILITY, target="cache", capability="client_no_evict") == 1
+    line = exporter_line(redis_server.port)
+    assert "e" in line["flags"], f"CLIENT NO-EVICT is not on: flags={line['flags']}"
+    assert line["resp"] == "2"  # no HELLO 3
+    assert line.get("lib-name", "") == ""  # no CLIENT SETINFO (7.0 has no such field)
+    assert line.get("lib-ver", "") == ""
+    stats = commandstats(redis_server.port)
+    assert "hello" not in stats
+    assert "client|setinfo" not in stats
+    assert stats.get("client|no-evict") == 1  # once, on the one connection it opened
+    assert value(text, CREATED, target="cache") == 1
+
+
+# -- 2. db index and unix sockets -------------------------------------------------------------
+def test_db_index_in_the_url_selects_that_db(
+        redis_server: RedisServer, exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory(config(f"{redis_server.url}/5"))
+    wait_up(exporter, "cache")
+    line = exporter_line(redis_server.port)
+    assert line["db"] == "5"
+
+
+def test_unix_socket_target_is_polled_and_labelled_with_its_path(
+        redis_factory: RedisFactory, tmp_path: Path) -> None:
+    server = redis_factory(unixsocket=True)
+    assert server.unixsocket is not None
+    file = tmp_path / "config.yaml"
+    file.write_text(yaml.safe_dump({"poll": FAST, "defaults": NO_PROBE}), encoding="utf-8")
+    # The command line path: --redis.addr targets are labelled <host>:<port> or the socket path.
+    args = parse_args(["--config.file", str(file), "--redis.addr",
+                       f"unix://{server.unixsocket}"], {})
+    exporter = Exporter(load(args, {}), WebSettings(listen_address="127.0.0.1:0"))
+    exporter.start()
+    try:
+        text = wait_up(exporter, server.unixsocket)
+        assert value(text, "redis_up", target=server.unixsocket) == 1
+        assert {lab["target"] for lab, _ in values(text, "redis_up")} == {server.unixsocket}
+        line = exporter_line(server.port)
+        assert line["addr"].startswith("/") or line["addr"].startswith("unix")
+        assert "U" in line["flags"]  # a unix-socket client
+    finally:
+        exporter.stop()
+
+
+# -- 3. keepalive against the server's `timeout` ----------------------------------------------
+def test_held_connection_is_pinged_before_the_server_timeout_closes_it(
+        redis_factory: RedisFactory, exporter_factory: ExporterFactory) -> None:
+    server = redis_factory(extra_args=["--timeout", "3"])
+    exporter = exporter_factory(config(server.url, poll={
+        "interval": "10s", "client_list_interval": "10s", "timeout": "2s"}))
+    text = wait_up(exporter, "cache")
+    assert value(text, CREATED, target="cache") == 1
+    first = exporter_line(server.port)
+    pings_before = commandstats(server.port).get("ping", 0)
+
+    time.sleep(12)
+
+    text = scrape(exporter)
+    assert value(text, "redis_up", target="cache") == 1
+    assert value(text, CREATED, target="cache") == 1, "the server's timeout closed the connection"
+    now = exporter_line(server.port)
+    assert now["id"] == first["id"]
+    assert int(now["idle"]) < 3
+    pings = commandstats(server.port).get("ping", 0) - pings_before
+    # timeout 3 s -> a PING every 1.5 s: about 8 in 12 s, minus the polls that replaced one.
+    assert pings >= 4, f"only {pings} PINGs in 12 s"
+    errors = values(text, "redis_connection_exporter_poll_errors_total", target="cache")
+    assert errors == []
+
+
+# -- 4. CLIENT LIST skipped when its reply would overflow the output buffer -------------------
+OBUF_LIMIT = ["--client-output-buffer-limit", "normal", "64kb", "32kb", "60"]
+
+
+def test_client_list_is_skipped_when_the_reply_would_exceed_the_output_buffer_limit(
+        redis_factory: RedisFactory, exporter_factory: ExporterFactory,
+        clients: list[RawClient]) -> None:
+    server = redis_factory(extra_args=OBUF_LIMIT)
+    clients += open_named(server.port, [f"idle-worker-{index:04d}" for index in range(400)])
+    exporter = exporter_factory(config(server.url))
+
+    text = wait_metric(exporter, CAPABILITY, 0, target="cache",
+                       capability="client_list_fits_output_buffer")
+    first_id = exporter_line(server.port)["id"]
+    text = wait_polls(exporter, "cache", 4)
+    assert value(text, "redis_up", target="cache") == 1
+    assert value(text, CAPABILITY, target="cache",
+                 capability="client_list_fits_output_buffer") == 0
+    assert values(text, "redis_client_connections", target="cache") == []
+    assert value(text, CREATED, target="cache") == 1, "Redis dropped the poll connection"
+    assert exporter_line(server.port)["id"] == first_id
+    assert "client|list" not in commandstats(server.port)
+    assert value(text, "redis_connected_clients", target="cache") == 401  # INFO still polled
+
+    for client in clients[20:]:
+        client.close()
+    del clients[20:]
+    text = wait_metric(exporter, CAPABILITY, 1, target="cache",
+                       capability="client_list_fits_output_buffer")
+    text = wait_up(exporter, "cache")
+    total = sum(val for _, val in values(text, "redis_client_connections", target="cache"))
+    assert total == 21
+    assert value(text, CREATED, target="cache") == 1
+    assert exporter_line(server.port)["id"] == first_id
+
+
+def test_output_buffer_guard_survives_the_clients_growing_between_polls(
+        redis_factory: RedisFactory, exporter_factory: ExporterFactory,
+        clients: list[RawClient]) -> None:
+    """400 clients arrive after the exporter measured a small server: at most one lost poll."""
+    server = redis_factory(extra_args=OBUF_LIMIT)
+    exporter = exporter_factory(config(server.url))
+    wait_up(exporter, "cache")
+    clients += open_named(server.port, [f"idle-worker-{index:04d}" for index in range(400)])
+
+    text = wait_metric(exporter, CAPABILITY, 0, target="cache",
+                       capability="client_list_fits_output_buffer")
+    text = wait_polls(exporter, "cache", 3)
+    assert value(text, "redis_up", target="cache") == 1
+    assert values(text, "redis_client_connections", target="cache") == [], \
+        "groups from an old CLIENT LIST are served while CLIENT LIST is skipped"
+    created = value(text, CREATED, target="cache")
+    assert created is not None and created <= 2
+
+
+# -- 5. CLIENT LIST backoff on large servers --------------------------------------------------
+def test_client_list_backs_off_above_the_client_threshold(
+        redis_server: RedisServer, exporter_factory: ExporterFactory,
+        clients: list[RawClient]) -> None:
+    clients += open_named(redis_server.port, [f"svc-{index:02d}" for index in range(30)])
+    exporter = exporter_factory(config(
+        redis_server.url, client_list={"backoff": {"above_clients": 10, "interval": "1m"}}))
+    wait_metric(exporter, "redis_connection_exporter_client_list_interval_seconds", 60,
+                target="cache")
+    before = commandstats(redis_server.port)
+    time.sleep(6)
+    after = commandstats(redis_server.port)
+    text = scrape(exporter)
+
+    assert after.get("client|list") == 1, "CLIENT LIST ran again inside its 1m interval"
+    polled_info = after["info"] - before["info"] - 1  # minus our own INFO commandstats
+    assert polled_info >= 4, f"INFO ran {polled_info} times in 6 s of 1s polls"
+    assert value(text, "redis_connection_exporter_client_list_interval_seconds",
+                 target="cache") == 60
+    assert value(text, "redis_up", target="cache") == 1
+
+    for client in clients[5:]:
+        client.close()
+    del clients[5:]
+    wait_metric(exporter, "redis_connection_exporter_client_list_interval_seconds", 1,
+                target="cache")
+    wait_for(lambda: commandstats(redis_server.port).get("client|list", 0) >= 2, timeout=10,
+             message="CLIENT LIST again below the threshold")
+
+
+def test_client_list_interval_is_the_configured_one_below_the_threshold(
+        redis_server: RedisServer, exporter_factory: ExporterFactory,
+        clients: list[RawClient]) -> None:
+    clients += open_named(redis_server.port, [f"svc-{index:02d}" for index in range(5)])
+    exporter = exporter_factory(config(
+        redis_server.url, client_list={"backoff": {"above_clients": 10, "interval": "1m"}}))
+    wait_up(exporter, "cache")
+    text = wait_polls(exporter, "cache", 2)
+    assert value(text, "redis_connection_exporter_client_list_interval_seconds",
+                 target="cache") == 1
+    assert commandstats(redis_server.port).get("client|list", 0) >= 2
+
+
+# -- 6. /metrics never touches Redis ----------------------------------------------------------
+def test_metrics_requests_do_not_reach_redis(
+        redis_server: RedisServer, exporter_factory: ExporterFactory) -> None:
+    exporter = exporter_factory(config(redis_server.url))
+    wait_up(exporter, "cache")
+    url = metrics_url(exporter)
+    before = commandstats(redis_server.port)
+    started = time.monotonic()
+    for index in range(200):
+        assert fetch(url)
+        time.sleep(max(started + 3.0 * (index + 1) / 200 - time.monotonic(), 0.0))
+    elapsed = time.monotonic() - started
+    after = commandstats(redis_server.port)
+
+    polls = math.ceil(elapsed)  # 1s polls
+    lists = after.get("client|list", 0) - before.get("client|list", 0)
+    infos = after["info"] - before["info"] - 1  # minus our own INFO commandstats
+    assert lists <= 4, f"{lists} CLIENT LIST in {elapsed:.1f}s of 200 requests"
+    assert 1 <= infos <= polls + 1, f"{infos} INFO in {elapsed:.1f}s of 200 requests"
+
+
+# -- 7. two targets, one server ---------------------------------------------------------------
+def test_two_targets_on_one_server_are_reported_once(
+        redis_server: RedisServer, exporter_factory: ExporterFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    raw = config(redis_server.url)
+    raw["targets"] = [{"name": "a", "url": redis_server.url},
+                      {"name": "b", "url": redis_server.url}]
+    exporter = exporter_factory(raw)
+    wait_up(exporter, "a")
+    wait_up(exporter, "b")
+    wait_polls(exporter, "a", 3)
+    wait_polls(exporter, "b", 3)
+    warnings = [record for record in caplog.records
+                if DUPLICATE_MESSAGE in record.getMessage()]
+    assert len(warnings) == 1, [record.getMessage() for record in warnings]
+    assert warnings[0].levelno == logging.WARNING
+    message = warnings[0].getMessage()
+    assert "target=a" in message or "target=b" in message
+    assert "other_target=a" in message or "other_target=b" in message
+
+
+# -- 8. INFO first, then CLIENT LIST ----------------------------------------------------------
+def test_info_runs_before_client_list_so_it_does_not_see_the_list_reply(
+        redis_factory: RedisFactory, exporter_factory: ExporterFactory,
+        clients: list[RawClient]) -> None:
+    server = redis_factory(extra_args=["--maxclients", "2200"])
+    clients += open_named(server.port, [f"idle-{index:04d}" for index in range(2000)])
+    exporter = exporter_factory(config(server.url))
+
+    def big_list() -> str | None:
+        text = scrape(exporter)
+        size = value(text, "redis_connection_exporter_client_list_bytes", target="cache")
+        return text if size is not None and size > 400_000 else None
+
+    wait_for(big_list, timeout=WAIT, message="a CLIENT LIST of 2000 clients")
+    for _ in range(4):
+        text = wait_polls(exporter, "cache", 1)
+        size = value(text, "redis_connection_exporter_client_list_bytes", target="cache")
+        recent = value(text, "redis_client_recent_max_output_buffer_bytes", target="cache")
+        assert size is not None and recent is not None
+        assert recent < size / 10, f"recent max output buffer {recent} vs CLIENT LIST {size}"
+    # The poll pipeline ends with CLIENT LIST: it is the last command Redis ran for us.
+    line = exporter_line(server.port)
+    assert line["cmd"] == "client|list", line
