@@ -89,10 +89,17 @@ class TargetPoller:
     def poll(self) -> bool:
         """Run one poll step; return True when INFO succeeded (redis_up 1)."""
         started = time.monotonic()
+        fresh = not self.conn.is_connected()
+        if fresh:
+            self.facts.config_loaded = False
         with_list = self._client_list_due(started)
-        with_config = self._config_due(started, with_list)
+        # CLIENT LIST waits for this poll's INFO and CONFIG when a reply too large for the
+        # normal-class output-buffer limit could get us disconnected: on a new connection
+        # (limit unknown) or when a limit is set. Otherwise it shares INFO's round trip.
+        deferred = with_list and (fresh or self.facts.obuf_hard_limit > 0)
+        with_config = fresh or self._config_due(started, with_list)
         try:
-            replies = self._fetch(with_config, with_list)
+            replies = self._fetch(fresh, with_config, with_list and not deferred)
         except HandshakeRefused as refused:
             if refused.command == "SETNAME" and self.conn.named and classify(refused) in (
                     "noperm", "unsupported"):
@@ -103,38 +110,39 @@ class TargetPoller:
         except Exception as error:
             return self._fail(started, error)
         self.last_command = time.monotonic()
-        return self._digest(started, replies, with_config, with_list)
+        return self._digest(started, replies, deferred)
 
-    def _fetch(self, with_config: bool, with_list: bool
+    def _fetch(self, fresh: bool, with_config: bool, with_list: bool
                ) -> list[tuple[redis_connection.Reply, float]]:
+        """[INFO, CONFIG GET x3 (None when not sent), CLIENT LIST (when sent)] with times."""
         commands: list[redis_connection.Command] = []
-        fresh = not self.conn.is_connected()
-        if fresh:
-            self.facts.config_loaded = False
         if fresh and self.stats.capabilities.get("client_no_evict") != 0 and (
                 self.facts.version is None or self.facts.version >= (7, 0)):
             commands.append((self.target.commands.client, "NO-EVICT", "on"))
         modern = self.facts.version is not None and self.facts.version >= (7, 0)
         commands.append(INFO_SECTIONS if modern else ("INFO",))
-        if with_config or fresh:
+        if with_config:
             commands.extend((self.target.commands.config, "GET", key) for key in CONFIG_KEYS)
         if with_list:
-            commands.append((self.target.commands.client, "LIST"))
+            commands.append(self._client_list_command())
         replies = self.conn.execute(commands)
         if len(commands) > len(replies):
             raise RuntimeError("short reply")
         if commands[0][1:2] == ("NO-EVICT",):
             self._note_no_evict(replies.pop(0)[0])
-        if not (with_config or fresh):
+        if not with_config:
             return [replies[0], *[(None, 0.0)] * len(CONFIG_KEYS), *replies[1:]]
         return replies
+
+    def _client_list_command(self) -> redis_connection.Command:
+        return (self.target.commands.client, "LIST")
 
     def _note_no_evict(self, reply: redis_connection.Reply) -> None:
         allowed = not isinstance(reply, ResponseError)
         self.stats.set_capability("client_no_evict", allowed, str(reply) if not allowed else "")
 
     def _digest(self, started: float, replies: list[tuple[redis_connection.Reply, float]],
-                with_config: bool, with_list: bool) -> bool:
+                deferred: bool) -> bool:
         info_reply, info_done = replies[0]
         if isinstance(info_reply, ResponseError):
             if self.facts.version is not None and classify_reply(reply_text(info_reply)) == \
@@ -146,9 +154,15 @@ class TargetPoller:
         self._apply_config(replies[1:1 + len(CONFIG_KEYS)])
         now_wall = self._wall()
         self._finish_step("info", info_done - started, now_wall)
-        if with_list:
-            list_reply, list_done = replies[1 + len(CONFIG_KEYS)]
-            self._digest_client_list(list_reply, info_done, list_done)
+        listed = replies[1 + len(CONFIG_KEYS):]
+        if not listed and deferred and self._client_list_due(info_done):
+            try:  # the facts of this very poll say the reply fits
+                listed = self.conn.execute([self._client_list_command()])
+            except Exception as error:  # INFO did succeed: redis_up stays 1 for this poll
+                self.stats.count_error("client_list", classify(error))
+                self.listing.groups, self.listing.histograms = None, {}
+        if listed:
+            self._digest_client_list(listed[0][0], info_done)
         view = self._view(info)
         self.stats.record_up()
         self._redis_text = render_redis(self.target.name, view)
@@ -189,8 +203,7 @@ class TargetPoller:
             self.stats.count_error(step, classify_reply(reply_text(reply)))
         self.listing.retry_at[capability] = time.monotonic() + CAPABILITY_RETRY_SECONDS
 
-    def _digest_client_list(self, reply: redis_connection.Reply, info_done: float,
-                            list_done: float) -> None:
+    def _digest_client_list(self, reply: redis_connection.Reply, info_done: float) -> None:
         listing = self.listing
         listing.last_run = info_done
         if isinstance(reply, ResponseError):
@@ -206,7 +219,6 @@ class TargetPoller:
         self.stats.client_list_bytes = result.reply_bytes
         self.stats.set_capability("client_list", True)
         self._finish_step("client_list", time.monotonic() - info_done, self._wall())
-        del list_done
 
     def _view(self, info: dict[str, str]) -> RedisView:
         max_clients = effective_max_clients(self.target.max_clients, info,
@@ -220,7 +232,7 @@ class TargetPoller:
 
     def _fail(self, started: float, error: BaseException) -> bool:
         kind = classify(error)
-        if kind in ("tls", "other") and is_tls_eof(error) and (self.facts.headroom or 1) <= 0:
+        if kind in ("tls", "other") and is_tls_eof(error) and self._full():
             kind = "maxclients"
         self.stats.count_error("info", kind)
         self.stats.last_duration["info"] = time.monotonic() - started
@@ -235,6 +247,10 @@ class TargetPoller:
         self.stats.last_duration[step] = seconds
         self.stats.last_success[step] = now_wall
         self._observe(step, seconds)
+
+    def _full(self) -> bool:
+        """The last INFO showed no headroom: Redis rejects new connections."""
+        return self.facts.headroom is not None and self.facts.headroom <= 0
 
     # -- scheduling hints --------------------------------------------------------------
     def client_list_interval(self) -> float:
@@ -266,6 +282,8 @@ class TargetPoller:
                     and clients * self.listing.bytes_per_client * OBUF_MARGIN >= limit)
         self.stats.set_capability("client_list_fits_output_buffer", fits,
                                   "reply would exceed client-output-buffer-limit normal")
+        if not fits:  # its families go, rather than freeze at the last list that fitted
+            self.listing.groups, self.listing.histograms = None, {}
         return fits
 
     def _config_due(self, now: float, with_list: bool) -> bool:
@@ -291,7 +309,7 @@ class TargetPoller:
     def probe(self) -> None:
         """Can a new client get in? At maxclients, infer it rather than add a rejection."""
         started = time.monotonic()
-        full = self.stats.up and self.facts.headroom is not None and self.facts.headroom <= 0
+        full = bool(self.stats.up) and self._full()
         if full and self._probe_skips < PROBE_SKIPS_AT_MAXCLIENTS:
             self._probe_skips += 1
             self._probe_result("maxclients", "inferred from INFO: no headroom", started)

@@ -113,7 +113,7 @@ def test_server_killed_then_restarted_is_reported_and_recovers(
         assert kinds <= {"refused", "other"} and kinds, kinds
         server.start()
         restarted = wait_for(lambda: value(fetch(url), "redis_up", target="victim") == 1,
-                             timeout=5, message="recovery within a few intervals")
+                             timeout=3, message="recovery within one interval (1s) plus a poll")
         assert restarted
         text = fetch(url)
         assert value(text, "redis_client_connections", target="victim",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -134,3 +135,24 @@ def test_unknown_path_is_404(redis_server: RedisServer, tmp_path: os.PathLike[st
         proc.signal(signal.SIGTERM)
         proc.wait(timeout=5)
         proc.finish()
+
+
+def test_json_logs_are_one_object_per_line(redis_server: RedisServer,
+                                           tmp_path: os.PathLike[str]) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = ExporterProcess(["--config.file", _config(tmp_path, redis_server),
+                            "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"])
+    proc.start(ready_url=f"{base}/-/ready")
+    try:
+        wait_for(lambda: value(fetch(f"{base}/metrics"), "redis_up", target="main") == 1,
+                 message="first poll")
+    finally:
+        proc.signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        stderr = proc.finish()
+    entries = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert entries
+    assert all({"ts", "level", "msg", "caller"} <= set(entry) for entry in entries)
+    up = [entry for entry in entries if entry["msg"] == "target is up"]
+    assert up and up[0]["target"] == "main" and up[0]["level"] == "info"
