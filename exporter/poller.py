@@ -5,23 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from redis.exceptions import ResponseError
 
 from exporter import connection as redis_connection
-from exporter.aggregate import AggregateState, aggregate_client_list, client_list_spec
-from exporter.clientlist import Histogram
+from exporter.aggregate import aggregate_client_list, client_list_spec
 from exporter.config import Config, TargetConfig
 from exporter.errors import HandshakeRefused, classify, classify_reply, is_tls_eof, reply_text
-from exporter.grouping import CappedGroups
 from exporter.info import (
     connections_in_use,
     effective_max_clients,
-    info_number,
     parse_info,
-    version_tuple,
 )
+from exporter.poll_state import ClientListState, ServerFacts
 from exporter.render import RedisView, SelfView, render_redis, render_self
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.target_state import TargetStats
@@ -32,36 +28,7 @@ log = logging.getLogger(__name__)
 INFO_SECTIONS = ("INFO", "server", "clients", "memory", "stats", "replication")
 CONFIG_KEYS = ("maxclients", "timeout", "client-output-buffer-limit")
 CAPABILITY_RETRY_SECONDS = 300.0
-BYTES_PER_CLIENT_GUESS = 280.0  # CLIENT LIST reply size per client before we measured one
-OBUF_MARGIN = 1.2
 PROBE_SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
-
-
-@dataclass
-class ClientListState:
-    """What the last CLIENT LIST gave, kept between CLIENT LIST polls."""
-
-    groups: CappedGroups | None = None
-    histograms: dict[str, Histogram] = field(default_factory=dict)
-    state: AggregateState = field(default_factory=AggregateState)
-    last_run: float | None = None
-    bytes_per_client: float = BYTES_PER_CLIENT_GUESS
-    retry_at: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class ServerFacts:
-    """Learned from INFO and CONFIG on the held connection."""
-
-    version: tuple[int, ...] | None = None
-    config_max_clients: float | None = None
-    server_timeout: float = 0.0
-    obuf_hard_limit: float = 0.0
-    config_loaded: bool = False
-    run_id: str = ""
-    start_time: float | None = None
-    headroom: float | None = None
-    connected_clients: float | None = None
 
 
 class TargetPoller:
@@ -119,8 +86,7 @@ class TargetPoller:
         if fresh and self.stats.capabilities.get("client_no_evict") != 0 and (
                 self.facts.version is None or self.facts.version >= (7, 0)):
             commands.append((self.target.commands.client, "NO-EVICT", "on"))
-        modern = self.facts.version is not None and self.facts.version >= (7, 0)
-        commands.append(INFO_SECTIONS if modern else ("INFO",))
+        commands.append(INFO_SECTIONS if self.facts.modern() else ("INFO",))
         if with_config:
             commands.extend((self.target.commands.config, "GET", key) for key in CONFIG_KEYS)
         if with_list:
@@ -160,7 +126,7 @@ class TargetPoller:
                 listed = self.conn.execute([self._client_list_command()])
             except Exception as error:  # INFO did succeed: redis_up stays 1 for this poll
                 self.stats.count_error("client_list", classify(error))
-                self.listing.groups, self.listing.histograms = None, {}
+                self.listing.forget()
         if listed:
             self._digest_client_list(listed[0][0], info_done)
         view = self._view(info)
@@ -170,17 +136,9 @@ class TargetPoller:
         return True
 
     def _learn_from_info(self, info: dict[str, str]) -> None:
-        facts = self.facts
-        if "redis_version" in info:
-            facts.version = version_tuple(info["redis_version"])
-        run_id = info.get("run_id", "")
-        uptime = info_number(info, "uptime_in_seconds")
-        if uptime is not None and (run_id != facts.run_id or facts.start_time is None):
-            facts.start_time = float(round(self._wall() - uptime))
-        facts.run_id = run_id
-        if run_id and "tcp_port" in info:
-            self.store.claim_identity(self.target.name, run_id, info["tcp_port"])
-        facts.connected_clients = info_number(info, "connected_clients")
+        self.facts.learn_info(info, self._wall())
+        if self.facts.run_id and "tcp_port" in info:
+            self.store.claim_identity(self.target.name, self.facts.run_id, info["tcp_port"])
 
     def _apply_config(self, replies: list[tuple[redis_connection.Reply, float]]) -> None:
         if replies[0][0] is None:
@@ -193,10 +151,7 @@ class TargetPoller:
             if isinstance(reply, list) and len(reply) >= 2:
                 values[key] = _text(reply[1])
         self.stats.set_capability("config", True)
-        self.facts.config_loaded = True
-        self.facts.config_max_clients = _number(values.get("maxclients"))
-        self.facts.server_timeout = _number(values.get("timeout")) or 0.0
-        self.facts.obuf_hard_limit = _normal_hard_limit(values.get("client-output-buffer-limit"))
+        self.facts.learn_config(values)
 
     def _deny(self, capability: str, step: str, reply: ResponseError) -> None:
         if self.stats.set_capability(capability, False, str(reply)):
@@ -208,7 +163,7 @@ class TargetPoller:
         listing.last_run = info_done
         if isinstance(reply, ResponseError):
             self._deny("client_list", "client_list", reply)
-            listing.groups, listing.histograms = None, {}
+            listing.forget()
             return
         result = aggregate_client_list(reply, self.config.client_list, listing.state, self._spec)
         if result.malformed:
@@ -232,13 +187,13 @@ class TargetPoller:
 
     def _fail(self, started: float, error: BaseException) -> bool:
         kind = classify(error)
-        if kind in ("tls", "other") and is_tls_eof(error) and self._full():
+        if kind in ("tls", "other") and is_tls_eof(error) and self.facts.full():
             kind = "maxclients"
         self.stats.count_error("info", kind)
         self.stats.last_duration["info"] = time.monotonic() - started
         self.stats.record_down(kind, self._message(error))
         self._redis_text = render_redis(self.target.name, None)
-        self.listing.groups, self.listing.histograms = None, {}
+        self.listing.forget()
         self.listing.last_run = None
         self.publish()
         return False
@@ -248,18 +203,9 @@ class TargetPoller:
         self.stats.last_success[step] = now_wall
         self._observe(step, seconds)
 
-    def _full(self) -> bool:
-        """The last INFO showed no headroom: Redis rejects new connections."""
-        return self.facts.headroom is not None and self.facts.headroom <= 0
-
     # -- scheduling hints --------------------------------------------------------------
     def client_list_interval(self) -> float:
-        backoff = self.config.client_list.backoff
-        clients = self.facts.connected_clients
-        if backoff.above_clients is not None and clients is not None \
-                and clients > backoff.above_clients:
-            return max(backoff.interval, self.config.poll.client_list_interval)
-        return self.config.poll.client_list_interval
+        return self.listing.interval(self.config, self.facts)
 
     def _client_list_due(self, now: float) -> bool:
         listing = self.listing
@@ -268,22 +214,13 @@ class TargetPoller:
             return False
         interval = self.client_list_interval()
         self.stats.client_list_interval = interval
-        # Half a poll interval of slack, so jitter never pushes CLIENT LIST a whole poll late.
-        slack = self.config.poll.interval / 2
-        if listing.last_run is not None and now - listing.last_run < interval - slack:
+        if listing.waiting(now, interval, self.config.poll.interval):
             return False
-        return self._fits_output_buffer()
-
-    def _fits_output_buffer(self) -> bool:
-        """CLIENT LIST larger than the normal-class hard limit would get us disconnected."""
-        limit = self.facts.obuf_hard_limit
-        clients = self.facts.connected_clients
-        fits = not (limit > 0 and clients is not None
-                    and clients * self.listing.bytes_per_client * OBUF_MARGIN >= limit)
+        fits = listing.fits_output_buffer(self.facts)
         self.stats.set_capability("client_list_fits_output_buffer", fits,
                                   "reply would exceed client-output-buffer-limit normal")
         if not fits:  # its families go, rather than freeze at the last list that fitted
-            self.listing.groups, self.listing.histograms = None, {}
+            listing.forget()
         return fits
 
     def _config_due(self, now: float, with_list: bool) -> bool:
@@ -292,11 +229,7 @@ class TargetPoller:
         return with_list or not self.facts.config_loaded
 
     def keepalive_interval(self) -> float | None:
-        """PING more often than the server's `timeout` would close us (None: not needed)."""
-        timeout = self.facts.server_timeout
-        if timeout <= 0 or timeout / 2 >= self.config.poll.interval:
-            return None
-        return max(timeout / 2, 0.5)
+        return self.facts.keepalive_interval(self.config.poll.interval)
 
     def keepalive(self) -> None:
         try:
@@ -309,7 +242,7 @@ class TargetPoller:
     def probe(self) -> None:
         """Can a new client get in? At maxclients, infer it rather than add a rejection."""
         started = time.monotonic()
-        full = bool(self.stats.up) and self._full()
+        full = bool(self.stats.up) and self.facts.full()
         if full and self._probe_skips < PROBE_SKIPS_AT_MAXCLIENTS:
             self._probe_skips += 1
             self._probe_result("maxclients", "inferred from INFO: no headroom", started)
@@ -376,21 +309,3 @@ class TargetPoller:
 
 def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _normal_hard_limit(text: str | None) -> float:
-    """`normal 0 0 0 replica ...` -> the normal class's hard limit in bytes (0: none)."""
-    if not text:
-        return 0.0
-    words = text.split()
-    for index, word in enumerate(words[:-1]):
-        if word == "normal":
-            return _number(words[index + 1]) or 0.0
-    return 0.0
