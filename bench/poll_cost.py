@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from exporter.config import Config, PollConfig, TargetConfig
-from exporter.config_loader import parse_target_url
+from exporter.config_targets import parse_target_url
 from exporter.poller import TargetPoller
 from exporter.snapshot import SnapshotStore
 from exporter.watchdog import Watchdog

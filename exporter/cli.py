@@ -18,7 +18,8 @@ from typing import Any
 from exporter import __version__
 from exporter.app import Exporter, WebSettings, parse_listen_address
 from exporter.config import Config
-from exporter.config_loader import ConfigError, build_config, load_config_file, parse_target_url
+from exporter.config_loader import ConfigError, build_config, load_config_file
+from exporter.config_targets import parse_target_url
 from exporter.logsetup import LEVELS, configure
 
 log = logging.getLogger(__name__)

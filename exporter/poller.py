@@ -48,7 +48,7 @@ class TargetPoller:
         self.facts = ServerFacts()
         self.listing = ClientListState()
         self._spec = client_list_spec(config.client_list)
-        self._redis_text: dict[str, str] = render_redis(target.name, None)
+        self._redis_text: dict[str, str] = {}  # nothing about Redis until the first poll
         self._probe_skips = 0
         self.last_command = 0.0
 

@@ -28,7 +28,8 @@ from exporter.config import (
     TargetConfig,
     TLSConfig,
 )
-from exporter.config_loader import ConfigError, build_config, load_config_file, parse_target_url
+from exporter.config_loader import ConfigError, build_config, load_config_file
+from exporter.config_targets import parse_target_url
 from exporter.durations import parse_duration
 from exporter.secret import Secret
 

@@ -17,7 +17,8 @@ from exporter.config import (
     ProbeConfig,
     TLSConfig,
 )
-from exporter.config_loader import TARGET_SETTING_KEYS, TOP_LEVEL_KEYS, build_config
+from exporter.config_loader import TOP_LEVEL_KEYS, build_config
+from exporter.config_targets import TARGET_SETTING_KEYS
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "config.example.yaml")
 
