@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,9 +12,29 @@ import yaml
 
 from exporter.app import Exporter, WebSettings
 from exporter.config_loader import build_config
+from tests.support.clients import RawClient
 from tests.support.redis_server import RedisServer, start_redis
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`cli.main` reconfigures the root logger (onto captured stderr); put it back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def clients() -> Iterator[list[RawClient]]:
+    """Raw test connections a test opens; closed at teardown, before its servers stop."""
+    opened: list[RawClient] = []
+    yield opened
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture

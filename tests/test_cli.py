@@ -3,9 +3,8 @@ precedence, --version, bad flags. No test here starts a server."""
 
 from __future__ import annotations
 
-import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ PASSWORD = "hunter2-secret"
 ADDR_ENV = "REDIS_CONNECTION_EXPORTER_REDIS_ADDR"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli.main` reconfigures the root logger onto the captured stderr; put it back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

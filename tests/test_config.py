@@ -4,7 +4,6 @@ durations and target URLs (DESIGN.md "Configuration file (YAML)" and "Command li
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 import socket
 from collections.abc import Iterator
@@ -42,14 +41,6 @@ PASSWORD = "hunter2-secret"
 # helpers and fixtures
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`cli.main` reconfigures the root logger onto the captured stderr; put it back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:

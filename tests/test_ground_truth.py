@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
@@ -17,12 +15,6 @@ FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
 NO_PROBE = {"connect_probe": {"enabled": False}}
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def _population(server: RedisServer, opened: list[RawClient]) -> RawClient:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,6 @@ ExporterFactory = Callable[..., Exporter]
 RedisFactory = Callable[..., RedisServer]
 
 
-@pytest.fixture
-def clients() -> Iterator[list[RawClient]]:
-    """Idle test connections; closed at teardown (before the servers are killed)."""
-    opened: list[RawClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 # -- what Redis sees -------------------------------------------------------------------------

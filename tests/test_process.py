@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.clients import RawClient
 from tests.support.process import ExporterProcess
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, wait_for
 
 NAME = "redis-connection-exporter"
@@ -45,11 +45,8 @@ def _config(tmp_path: os.PathLike[str], server: RedisServer, probe: bool = True,
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stops_within_three_seconds_and_closes_every_connection(
         redis_server: RedisServer, tmp_path: os.PathLike[str], signum: int) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = ExporterProcess(["--config.file", _config(tmp_path, redis_server),
-                            "--web.listen-address", f"127.0.0.1:{port}"])
-    proc.start(ready_url=f"{base}/-/ready")
+    proc = ExporterProcess.serving(_config(tmp_path, redis_server))
+    base = proc.base
     try:
         wait_for(lambda: value(fetch(f"{base}/metrics"), "redis_up", target="main") == 1,
                  message="first poll")
@@ -73,12 +70,9 @@ def test_stops_within_three_seconds_and_closes_every_connection(
 def test_sigterm_during_a_stalled_poll_still_exits_quickly(
         redis_factory: Callable[..., RedisServer], tmp_path: os.PathLike[str]) -> None:
     redis_server = redis_factory(extra_args=["--enable-debug-command", "yes"])
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = ExporterProcess(["--config.file", _config(tmp_path, redis_server, probe=False,
-                                                     interval="2s"),
-                            "--web.listen-address", f"127.0.0.1:{port}"])
-    proc.start(ready_url=f"{base}/-/ready")
+    proc = ExporterProcess.serving(_config(tmp_path, redis_server, probe=False,
+                                                     interval="2s"))
+    base = proc.base
     staller = RawClient(redis_server.port, timeout=15)
     try:
         wait_for(lambda: value(fetch(f"{base}/metrics"), "redis_up", target="main") == 1,
@@ -121,11 +115,8 @@ def test_listen_failure_exits_1(redis_server: RedisServer, tmp_path: os.PathLike
 
 
 def test_unknown_path_is_404(redis_server: RedisServer, tmp_path: os.PathLike[str]) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = ExporterProcess(["--config.file", _config(tmp_path, redis_server),
-                            "--web.listen-address", f"127.0.0.1:{port}"])
-    proc.start(ready_url=f"{base}/-/ready")
+    proc = ExporterProcess.serving(_config(tmp_path, redis_server))
+    base = proc.base
     try:
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(f"{base}/nope", timeout=5)
@@ -139,11 +130,8 @@ def test_unknown_path_is_404(redis_server: RedisServer, tmp_path: os.PathLike[st
 
 def test_json_logs_are_one_object_per_line(redis_server: RedisServer,
                                            tmp_path: os.PathLike[str]) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = ExporterProcess(["--config.file", _config(tmp_path, redis_server),
-                            "--web.listen-address", f"127.0.0.1:{port}", "--log.format", "json"])
-    proc.start(ready_url=f"{base}/-/ready")
+    proc = ExporterProcess.serving(_config(tmp_path, redis_server), "--log.format", "json")
+    base = proc.base
     try:
         wait_for(lambda: value(fetch(f"{base}/metrics"), "redis_up", target="main") == 1,
                  message="first poll")

@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 
 from tests.support.process import ExporterProcess
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, wait_for
 
 SECRET = "s3cr3t-Pa55w0rd-zebra"
@@ -28,12 +28,8 @@ def test_passwords_stay_out_of_metrics_landing_page_and_logs(
             "targets:\n"
             f"  - {{name: good, url: '{server.url}', password_file: '{right_file}'}}\n"
             f"  - {{name: bad, url: '{server.url}', password_env: WRONG_PW}}\n")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = ExporterProcess(["--config.file", config, "--web.listen-address",
-                            f"127.0.0.1:{port}", "--log.level", "debug"],
-                           env={"WRONG_PW": WRONG})
-    proc.start(ready_url=f"{base}/-/ready")
+    proc = ExporterProcess.serving(config, "--log.level", "debug", env={"WRONG_PW": WRONG})
+    base = proc.base
     try:
         def both_polled() -> str | None:
             text = fetch(f"{base}/metrics")

@@ -12,7 +12,7 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,6 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
     return make_ca(tmp_path_factory.mktemp("other-ca"), "rce-unrelated-ca")
 
 
-@pytest.fixture
-def tls_clients() -> Iterator[list[RawClient]]:
-    opened: list[RawClient] = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def start_tls_redis(redis_factory: RedisFactory, pki: PKI, auth_clients: bool = True,
@@ -252,23 +246,23 @@ def _fill(port: int, pki: PKI, opened: list[RawClient]) -> None:
 
 def test_tls_handshake_eof_at_maxclients_is_kind_maxclients(
         redis_factory: RedisFactory, pki: PKI, exporter_factory: ExporterFactory,
-        tls_clients: list[RawClient]) -> None:
+        clients: list[RawClient]) -> None:
     """The brief: an EOF during the TLS handshake is `maxclients` when INFO shows no headroom."""
     server = start_tls_redis(redis_factory, pki, extra=("--maxclients", str(MAXCLIENTS)))
     exporter = exporter_factory(config(f"rediss://localhost:{server.port}",
                                        tls_settings(pki)))
     wait_state(exporter, up_with_groups, "redis_up 1 over TLS")
-    _fill(server.port, pki, tls_clients)
+    _fill(server.port, pki, clients)
     wait_state(exporter, lambda text: value(text, "redis_connection_headroom",
                                             target="secure") == 0, "headroom 0")
-    admin = tls_clients[0]
+    admin = clients[0]
     listing = admin.call("CLIENT", "LIST").decode()
     ours = [line for line in listing.splitlines() if "name=redis-connection-exporter" in line]
     assert len(ours) == 1, listing
     exporter_id = ours[0].split(" ", 1)[0].removeprefix("id=")
     assert admin.call("CLIENT", "KILL", "ID", exporter_id) == b":1"
-    tls_clients.append(TLSClient(server.port, pki))  # take the freed slot: full again
-    assert tls_clients[-1].call("PING") == b"+PONG"
+    clients.append(TLSClient(server.port, pki))  # take the freed slot: full again
+    assert clients[-1].call("PING") == b"+PONG"
     started = time.monotonic()
 
     text = wait_state(exporter, lambda text: value(text, "redis_up", target="secure") == 0

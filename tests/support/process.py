@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from tests.support.redis_server import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -20,6 +22,18 @@ class ExporterProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
         self.stderr = ""
+        self.base = ""
+
+    @classmethod
+    def serving(cls, config_file: str, *args: str,
+                env: dict[str, str] | None = None) -> ExporterProcess:
+        """Started with `config_file` on a free loopback port, and ready; `.base` is its URL."""
+        port = free_port()
+        proc = cls(["--config.file", config_file, "--web.listen-address", f"127.0.0.1:{port}",
+                    *args], env=env)
+        proc.base = f"http://127.0.0.1:{port}"
+        proc.start(ready_url=f"{proc.base}/-/ready")
+        return proc
 
     def start(self, ready_url: str | None = None, timeout: float = 10.0) -> None:
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, text=True,
