@@ -10,7 +10,7 @@ extra fields) go through a tolerant per-line parser, so they never cost the well
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +44,8 @@ INTEGER_KEYS = frozenset({
     b"omem", b"tot-mem", b"redir", b"resp", b"io-thread", b"tot-net-in", b"tot-net-out",
     b"tot-cmds",
 })
+# Columns whose values vary per client (a Counter would hold one entry per client).
+VARIED_KEYS = frozenset({b"idle", b"age"})
 # Clients that are idle by design: blocked, pubsub, replica, master, monitor.
 IDLE_BY_DESIGN_FLAGS = frozenset("bPSMO")
 
@@ -110,12 +112,11 @@ def summarize_client_list(raw: bytes, spec: ClientListSpec) -> ClientListSummary
     if len(rows) != line_count:
         rows, malformed = _tolerant_rows(raw, keys, wanted, present)
     columns = _columns(rows, present)
-    return ClientListSummary(
-        clients=len(rows),
-        malformed=malformed,
-        histograms=_histograms(columns, spec),
-        **_group_counts(columns, spec, len(rows)),
-    )
+    integers = {key: _integers(columns[key]) for key in VARIED_KEYS if key in columns}
+    groups = _group_counts(columns, integers.get(b"idle"), spec, len(rows))
+    return ClientListSummary(  # histograms last: they sort `integers` in place
+        clients=len(rows), malformed=malformed,
+        histograms=_histograms(columns, integers, spec), **groups)
 
 
 def _wanted_keys(spec: ClientListSpec) -> set[bytes]:
@@ -196,16 +197,38 @@ def _columns(rows: Sequence[tuple[bytes | None, ...]], present: list[bytes]
     return dict(zip(present, zip(*rows)))
 
 
-def _histograms(columns: dict[bytes, Sequence[bytes | None]], spec: ClientListSpec
-                ) -> dict[str, Histogram]:
+def _histograms(columns: dict[bytes, Sequence[bytes | None]],
+                integers: dict[bytes, list[int]], spec: ClientListSpec) -> dict[str, Histogram]:
     result = {}
     for name, key in HISTOGRAM_SOURCES.items():
-        if key in columns:
-            result[name] = _histogram(Counter(columns[key]), spec.buckets[name])
+        if key not in columns:
+            continue
+        if key in integers:
+            result[name] = _histogram_sorted(integers[key], spec.buckets[name])
+        else:
+            result[name] = _histogram_counted(Counter(columns[key]), spec.buckets[name])
     return result
 
 
-def _histogram(values: Counter[bytes | None], bounds: tuple[float, ...]) -> Histogram:
+def _integers(column: Sequence[bytes | None]) -> list[int]:
+    """The column's values as ints; missing or malformed ones (None) are left out."""
+    try:
+        return list(map(int, column))  # type: ignore[arg-type]
+    except TypeError:
+        return [int(value) for value in column if value is not None]
+
+
+def _histogram_sorted(values: list[int], bounds: tuple[float, ...]) -> Histogram:
+    """For columns with many distinct values: sort once, then one bisect per bound."""
+    values.sort()
+    cumulative = [bisect_right(values, bound) for bound in bounds]
+    cumulative.append(len(values))
+    counts = [later - earlier for earlier, later in zip([0, *cumulative], cumulative)]
+    return Histogram(bounds, tuple(counts), float(sum(values)), len(values))
+
+
+def _histogram_counted(values: Counter[bytes | None], bounds: tuple[float, ...]) -> Histogram:
+    """For columns with few distinct values (buffers are mostly 0): one step per value."""
     counts = [0] * (len(bounds) + 1)
     total = 0.0
     observed = 0
@@ -219,14 +242,17 @@ def _histogram(values: Counter[bytes | None], bounds: tuple[float, ...]) -> Hist
     return Histogram(bounds, tuple(counts), total, observed)
 
 
-def _group_counts(columns: dict[bytes, Sequence[bytes | None]], spec: ClientListSpec,
-                  rows: int) -> dict[str, dict[tuple[str, ...], int]]:
+def _group_counts(columns: dict[bytes, Sequence[bytes | None]], idle_numbers: list[int] | None,
+                  spec: ClientListSpec, rows: int) -> dict[str, dict[tuple[str, ...], int]]:
     threshold = spec.idle_threshold
     flags = columns.get(b"flags", (b"",) * rows)
     idle = columns.get(b"idle", (None,) * rows)
-    over = {value: value is not None and int(value) > threshold for value in set(idle)}
+    if idle_numbers is not None and len(idle_numbers) == rows:  # all present: compare in C
+        over: Iterable[bool] = map(threshold.__lt__, idle_numbers)
+    else:
+        over = [value is not None and int(value) > threshold for value in idle]
     group_columns = [columns.get(GROUP_SOURCES[name], (None,) * rows) for name in spec.group_by]
-    combined = Counter(zip(flags, map(over.__getitem__, idle), *group_columns))
+    combined = Counter(zip(flags, over, *group_columns))
     groups: Counter[tuple[str, ...]] = Counter()
     idle_groups: Counter[tuple[str, ...]] = Counter()
     converters = [_CONVERTERS.get(name, _text) for name in spec.group_by]
