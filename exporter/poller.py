@@ -190,7 +190,7 @@ class TargetPoller:
         if kind in ("tls", "other") and is_tls_eof(error) and self.facts.full():
             kind = "maxclients"
         self.stats.count_error("info", kind)
-        self.stats.last_duration["info"] = time.monotonic() - started
+        self.stats.finish_step("info", time.monotonic() - started, None)
         self.stats.record_down(kind, self._message(error))
         self._redis_text = render_redis(self.target.name, None)
         self.listing.forget()
@@ -199,8 +199,7 @@ class TargetPoller:
         return False
 
     def _finish_step(self, step: str, seconds: float, now_wall: float) -> None:
-        self.stats.last_duration[step] = seconds
-        self.stats.last_success[step] = now_wall
+        self.stats.finish_step(step, seconds, now_wall)
         self._observe(step, seconds)
 
     # -- scheduling hints --------------------------------------------------------------
@@ -232,6 +231,10 @@ class TargetPoller:
         return self.facts.keepalive_interval(self.config.poll.interval)
 
     def keepalive(self) -> None:
+        """PING the held connection; never reconnects (that is the next poll's job, with its
+        backoff: a reconnect at maxclients would add a rejected connection)."""
+        if not self.conn.is_connected():
+            return
         try:
             self.conn.execute([("PING",)])
             self.last_command = time.monotonic()
@@ -263,10 +266,8 @@ class TargetPoller:
         seconds = time.monotonic() - started
         with self.stats.lock:
             self.stats.probe_duration = seconds
-            self.stats.last_duration["probe"] = seconds
-            if kind is None:
-                self.stats.last_success["probe"] = self._wall()
-            else:
+            self.stats.finish_step("probe", seconds, self._wall() if kind is None else None)
+            if kind is not None:
                 self.stats.count_error("probe", kind)
             self.stats.record_probe(kind is None, kind, message)
         self._observe("probe", seconds)

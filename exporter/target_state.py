@@ -15,11 +15,15 @@ CAPABILITIES = ("client_list", "config", "client_setname", "client_no_evict",
 
 @dataclass
 class TargetStats:
-    """Mutable, owned by the target's poller; rendered into each snapshot under `lock`."""
+    """Mutable; written by the target's poll and probe workers, read when a snapshot renders.
+
+    Every change of a mapping goes through a method that holds `lock`, so a render on another
+    worker never sees one half-updated.
+    """
 
     target: str
     client_list_interval: float
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     last_duration: dict[str, float] = field(default_factory=dict)
     last_success: dict[str, float] = field(default_factory=dict)
@@ -32,13 +36,22 @@ class TargetStats:
     kind: str | None = None  # kind of the current failure of the info step
 
     def count_error(self, step: str, kind: str) -> None:
-        self.errors[(step, kind)] += 1
+        with self.lock:
+            self.errors[(step, kind)] += 1
+
+    def finish_step(self, step: str, seconds: float, succeeded_at: float | None) -> None:
+        """A step's duration, and its wall-clock time when it succeeded."""
+        with self.lock:
+            self.last_duration[step] = seconds
+            if succeeded_at is not None:
+                self.last_success[step] = succeeded_at
 
     def set_capability(self, name: str, allowed: bool, reason: str = "") -> bool:
         """Record a capability; log and return True only when it changed."""
         value = 1 if allowed else 0
-        previous = self.capabilities.get(name)
-        self.capabilities[name] = value
+        with self.lock:
+            previous = self.capabilities.get(name)
+            self.capabilities[name] = value
         if previous == value or (previous is None and allowed):
             return False
         if allowed:
