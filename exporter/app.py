@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from exporter.config import Config
 from exporter.exposition import Exposition
+from exporter.logsetup import kv
 from exporter.poller import TargetPoller
 from exporter.scheduler import Scheduler
 from exporter.selfmetrics import SelfMetrics
@@ -67,8 +68,8 @@ class Exporter:
         serve_in_thread(self.server)
         self.scheduler.start()
         self._ready.set()
-        log.info("listening address=%s targets=%d", self.bound_address(),
-                 len(self.config.targets))
+        log.info("listening %s", kv(address=self.bound_address(),
+                                    targets=len(self.config.targets)))
 
     def bound_address(self) -> str:
         if self.server is None:

@@ -18,9 +18,9 @@ from typing import Any
 from exporter import __version__
 from exporter.app import Exporter, WebSettings, parse_listen_address
 from exporter.config import Config
-from exporter.config_loader import ConfigError, build_config, load_config_file
+from exporter.config_loader import DEFAULT_URL, ConfigError, build_config, load_config_file
 from exporter.config_targets import parse_target_url
-from exporter.logsetup import LEVELS, configure
+from exporter.logsetup import LEVELS, configure, kv
 
 log = logging.getLogger(__name__)
 ENV_PREFIX = "REDIS_CONNECTION_EXPORTER_"
@@ -83,9 +83,15 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
 
 def load(args: argparse.Namespace, env: Mapping[str, str]) -> Config:
     override = None
-    if args.redis_addr:
-        override = [_addr_target(index, addr, args) for index, addr in
-                    enumerate(args.redis_addr)]
+    addrs = args.redis_addr
+    credentials = args.redis_user or args.redis_password_file
+    if credentials and not addrs:
+        if args.config_file:  # silently ignoring them would poll with the wrong user
+            raise ConfigError(["--redis.user and --redis.password-file apply to --redis.addr "
+                               "targets; set username and password_file in the config file"])
+        addrs = [DEFAULT_URL]
+    if addrs:
+        override = [_addr_target(index, addr, args) for index, addr in enumerate(addrs)]
     if args.config_file:
         return load_config_file(args.config_file, env=env, override_targets=override)
     return build_config(None, env=env, override_targets=override)
@@ -129,13 +135,13 @@ def run(config: Config, web: WebSettings) -> int:
     try:
         exporter.start()
     except OSError as error:
-        log.error("cannot listen address=%s err=%s", web.listen_address, error.strerror)
+        log.error("cannot listen %s", kv(address=web.listen_address, err=error.strerror))
         exporter.stop()
         return EXIT_FAILURE
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping signal=%s", signal.Signals(signum).name)
+        log.info("stopping %s", kv(signal=signal.Signals(signum).name))
         stop.set()
 
     def request_reload(_signum: int, _frame: object) -> None:

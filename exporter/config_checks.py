@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any, NoReturn
@@ -112,6 +113,9 @@ def read_number_list(section: Mapping[str, Any], path: str, key: str,
         isinstance(item, int | float) and not isinstance(item, bool) for item in value
     ):
         problems.add(join(path, key), "must be a non-empty list of numbers")
+        return default
+    if not all(math.isfinite(item) for item in value):
+        problems.add(join(path, key), "must be finite numbers (+Inf is always added)")
         return default
     if any(later <= earlier for earlier, later in pairwise(value)):
         problems.add(join(path, key), "must be strictly increasing")

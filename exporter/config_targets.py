@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,7 @@ from exporter.config_checks import (
     read_str,
 )
 from exporter.secret import Secret
+from exporter.tls import tls_context
 
 TARGET_SETTING_KEYS = (
     "username",
@@ -176,8 +178,25 @@ def read_targets(node: object, path: str, defaults: Mapping[str, Any],
             else:
                 first_seen[name] = item_path
         if name and endpoint is not None:
-            targets.append(_merge_target(name, endpoint, defaults, own))
+            target = _merge_target(name, endpoint, defaults, own)
+            _check_merged(target, item_path, problems)
+            targets.append(target)
     return targets
+
+
+def _check_merged(target: TargetConfig, path: str, problems: Problems) -> None:
+    """Problems that only show once a target's own keys and `defaults` are combined."""
+    if target.username and target.password is None and not (
+            target.password_file or target.password_env):
+        problems.add(f"{path}.username", "needs password_file or password_env (for a nopass "
+                                         "ACL user, a file with any text works)")
+    if target.endpoint.scheme == "rediss":
+        try:
+            tls_context(target.tls)  # loads the CA, certificate and key files now, not later
+        except (ssl.SSLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or getattr(error, "strerror", None) \
+                or str(error)
+            problems.add(f"{path}.tls", f"cannot load the TLS files: {reason}")
 
 
 def _merge_target(name: str, endpoint: Endpoint, defaults: Mapping[str, Any],

@@ -21,8 +21,9 @@ from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from exporter.config import TargetConfig
-from exporter.errors import HandshakeRefused, StepTimeout
-from exporter.watchdog import Watchdog
+from exporter.errors import HandshakeRefused, ReplyCut, StepTimeout
+from exporter.tls import tls_context
+from exporter.watchdog import Guard, Watchdog
 
 CLIENT_NAME = "redis-connection-exporter"
 Command = tuple[str | int | bytes, ...]
@@ -46,19 +47,8 @@ class _TLSConnection(redis.Connection):
             raise
 
 
-def tls_context(target: TargetConfig) -> ssl.SSLContext:
-    tls = target.tls
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def connection_factory(target: TargetConfig, timeout: float, named: bool,
-                       on_connect: Callable[[], None] | None = None
+                       on_connect: Callable[[Any], None] | None = None
                        ) -> tuple[type[redis.connection.AbstractConnection], dict[str, Any]]:
     """Connection class and keyword arguments for the target's pool and its probes."""
     kwargs: dict[str, Any] = {
@@ -76,13 +66,13 @@ def connection_factory(target: TargetConfig, timeout: float, named: bool,
         return redis.UnixDomainSocketConnection, {**kwargs, "path": endpoint.path}
     kwargs.update(host=endpoint.host, port=endpoint.port, socket_keepalive=True)
     if endpoint.scheme == "rediss":
-        kwargs.update(tls_context=tls_context(target),
+        kwargs.update(tls_context=tls_context(target.tls),
                       server_name=target.tls.server_name or endpoint.host)
         return _TLSConnection, kwargs
     return redis.Connection, kwargs
 
 
-def _handshake(target: TargetConfig, named: bool, on_connect: Callable[[], None] | None
+def _handshake(target: TargetConfig, named: bool, on_connect: Callable[[Any], None] | None
                ) -> Callable[[Any], None]:
     commands: list[tuple[str, Command]] = []
     if target.password is not None:
@@ -97,7 +87,7 @@ def _handshake(target: TargetConfig, named: bool, on_connect: Callable[[], None]
     def handshake(conn: Any) -> None:
         conn._parser.on_connect(conn)  # what redis-py's own on_connect does first
         if on_connect is not None:
-            on_connect()
+            on_connect(conn)
         if not commands:
             return
         conn.send_packed_command(conn.pack_commands([cmd for _, cmd in commands]),
@@ -114,6 +104,9 @@ def _handshake(target: TargetConfig, named: bool, on_connect: Callable[[], None]
     return handshake
 
 
+Planner = Callable[[bool], Sequence[Command]]
+
+
 class PollConnection:
     """The target's one held connection; `execute` pipelines commands within one deadline."""
 
@@ -125,14 +118,24 @@ class PollConnection:
         self.connections_created = 0
         self._watchdog = watchdog
         self._in_flight: Any = None
+        self._guard: Guard | None = None
         self._pool = self._new_pool()
 
-    def _count_connect(self) -> None:
+    def _on_connect(self, conn: Any) -> None:
+        """A new socket, before its handshake: the step's deadline applies to it too."""
         self.connections_created += 1
+        self._in_flight = conn
+        guard = self._guard
+        if guard is None:
+            return
+        remaining = guard.deadline - time.monotonic()
+        if guard.expired or remaining <= 0:
+            raise StepTimeout(f"connect exceeded {self.timeout}s")
+        conn._sock.settimeout(remaining)
 
     def _new_pool(self) -> redis.ConnectionPool:
         cls, kwargs = connection_factory(self.target, self.timeout, self.named,
-                                         self._count_connect)
+                                         self._on_connect)
         return redis.ConnectionPool(connection_class=cls, max_connections=1, **kwargs)
 
     def drop_name(self) -> None:
@@ -145,25 +148,44 @@ class PollConnection:
         return any(getattr(conn, "_sock", None) is not None
                    for conn in getattr(self._pool, "_available_connections", ()))
 
-    def execute(self, commands: Sequence[Command]) -> list[tuple[Reply, float]]:
-        """Send `commands` in one round trip; return each reply with the time it was read.
+    def execute(self, plan: Planner | Sequence[Command]) -> list[tuple[Reply, float]]:
+        """Send commands in one round trip; return each reply with the time it was read.
 
-        Error replies come back as ResponseError values, not raised.
+        `plan` may be a function of `fresh` (True when this call had to open a new connection:
+        redis-py also reconnects by itself when it finds the held socket dead), so that what
+        a new connection needs is decided after the connection exists. Error replies come back
+        as ResponseError values; a failure after some replies raises ReplyCut with them.
         """
         with self._watchdog.guard(self.timeout, self._abort) as guard:
+            self._guard = guard
             try:
-                return self._execute(commands)
+                return self._execute(plan)
+            except ReplyCut as cut:
+                if guard.expired:
+                    cut.error = StepTimeout(f"step exceeded {self.timeout}s")
+                raise
             except Exception as error:
                 if guard.expired:
                     raise StepTimeout(f"step exceeded {self.timeout}s") from error
                 raise
+            finally:
+                self._guard = None
 
-    def _execute(self, commands: Sequence[Command]) -> list[tuple[Reply, float]]:
-        conn: Any = self._pool.get_connection()
-        self._in_flight = conn
+    def _execute(self, plan: Planner | Sequence[Command]) -> list[tuple[Reply, float]]:
+        created_before = self.connections_created
         try:
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            replies: list[tuple[Reply, float]] = []
+            conn: Any = self._pool.get_connection()
+        except BaseException:
+            self._pool.disconnect()  # never keep a half-set-up socket for the next poll
+            raise
+        self._in_flight = conn
+        replies: list[tuple[Reply, float]] = []
+        try:
+            conn._sock.settimeout(self.timeout)  # the handshake may have shortened it
+            fresh = self.connections_created != created_before
+            commands = plan(fresh) if callable(plan) else plan
+            if commands:
+                conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             for _ in commands:
                 try:
                     reply = conn.read_response(disable_decoding=True)
@@ -171,8 +193,10 @@ class PollConnection:
                     reply = error
                 replies.append((reply, time.monotonic()))
             return replies
-        except BaseException:
+        except BaseException as error:
             conn.disconnect()
+            if replies and isinstance(error, Exception):
+                raise ReplyCut(replies, error) from error
             raise
         finally:
             self._in_flight = None

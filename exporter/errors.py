@@ -27,17 +27,32 @@ _REPLY_KINDS = (
 )
 
 
-class StepTimeout(Exception):
+# Both derive from redis-py's errors: raised inside a connect, redis-py then closes the socket
+# instead of handing a half-set-up connection back to the pool.
+class StepTimeout(redis_errors.TimeoutError):
     """A poll step overran `poll.timeout` and its socket was closed by the watchdog."""
 
 
-class HandshakeRefused(Exception):
+class HandshakeRefused(redis_errors.ConnectionError):
     """The server refused a handshake command; `command` says which (AUTH, SETNAME, SELECT)."""
 
     def __init__(self, command: str, reply: redis_errors.ResponseError) -> None:
         super().__init__(f"{command}: {reply}")
         self.command = command
         self.reply = reply
+
+
+class ReplyCut(Exception):
+    """The connection failed after some replies of a pipeline had been read.
+
+    `replies` holds those (an INFO that arrived before a failed CLIENT LIST still counts);
+    `error` is what cut the rest.
+    """
+
+    def __init__(self, replies: list[tuple[object, float]], error: BaseException) -> None:
+        super().__init__(str(error))
+        self.replies = replies
+        self.error = error
 
 
 def reply_text(error: BaseException) -> str:
@@ -56,6 +71,8 @@ def classify_reply(message: str) -> str:
 
 def classify(error: BaseException) -> str:
     """The `kind` of an exception raised while talking to Redis."""
+    if isinstance(error, ReplyCut):
+        return classify(error.error)
     if isinstance(error, StepTimeout):
         return "timeout"
     if isinstance(error, HandshakeRefused):

@@ -15,8 +15,14 @@ import time
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR}
-# Our messages carry context as `key=value` after a plain sentence; logfmt keeps that shape.
-_CONTEXT = re.compile(r"\s(\w+)=(\"[^\"]*\"|\S+)")
+# Messages are a plain sentence, then `kv(...)` context: key=value, values JSON-quoted when
+# they hold spaces, quotes or `=` (error texts, target names), so they parse back whole.
+_CONTEXT = re.compile(r'\s(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def kv(**context: object) -> str:
+    """`key=value ...` for a log message; every module logs its context through this."""
+    return " ".join(f"{key}={_quote(str(value))}" for key, value in context.items())
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -28,8 +34,17 @@ def _split(message: str) -> tuple[str, list[tuple[str, str]]]:
     first = _CONTEXT.search(message)
     if first is None:
         return message, []
-    return message[:first.start()], [(key, value.strip('"'))
-                                     for key, value in _CONTEXT.findall(message[first.start():])]
+    pairs = _CONTEXT.findall(message[first.start():])
+    return message[:first.start()], [(key, _unquote(value)) for key, value in pairs]
+
+
+def _unquote(value: str) -> str:
+    if len(value) > 1 and value.startswith('"') and value.endswith('"'):
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            return value[1:-1]
+    return value
 
 
 def _quote(value: str) -> str:

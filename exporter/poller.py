@@ -5,18 +5,27 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
 from exporter import connection as redis_connection
 from exporter.aggregate import aggregate_client_list, client_list_spec
 from exporter.config import Config, TargetConfig
-from exporter.errors import HandshakeRefused, classify, classify_reply, is_tls_eof, reply_text
+from exporter.errors import (
+    HandshakeRefused,
+    ReplyCut,
+    classify,
+    classify_reply,
+    is_tls_eof,
+    reply_text,
+)
 from exporter.info import (
     connections_in_use,
     effective_max_clients,
     parse_info,
 )
+from exporter.logsetup import kv
 from exporter.poll_state import ClientListState, ServerFacts
 from exporter.render import RedisView, SelfView, render_redis, render_self
 from exporter.snapshot import Snapshot, SnapshotStore
@@ -29,6 +38,15 @@ INFO_SECTIONS = ("INFO", "server", "clients", "memory", "stats", "replication")
 CONFIG_KEYS = ("maxclients", "timeout", "client-output-buffer-limit")
 CAPABILITY_RETRY_SECONDS = 300.0
 PROBE_SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
+
+
+@dataclass
+class _PollPlan:
+    """What one poll sent, decided when the connection was known (fresh or held)."""
+
+    deferred: bool = False  # CLIENT LIST in a second round trip, after INFO
+    with_config: bool = False
+    no_evict: bool = False
 
 
 class TargetPoller:
@@ -56,17 +74,13 @@ class TargetPoller:
     def poll(self) -> bool:
         """Run one poll step; return True when INFO succeeded (redis_up 1)."""
         started = time.monotonic()
-        fresh = not self.conn.is_connected()
-        if fresh:
-            self.facts.config_loaded = False
-        with_list = self._client_list_due(started)
-        # CLIENT LIST waits for this poll's INFO and CONFIG when a reply too large for the
-        # normal-class output-buffer limit could get us disconnected: on a new connection
-        # (limit unknown) or when a limit is set. Otherwise it shares INFO's round trip.
-        deferred = with_list and (fresh or self.facts.obuf_hard_limit > 0)
-        with_config = fresh or self._config_due(started, with_list)
+        plan = _PollPlan()
+
+        def commands(fresh: bool) -> list[redis_connection.Command]:
+            return self._plan(plan, fresh, started)
+
         try:
-            replies = self._fetch(fresh, with_config, with_list and not deferred)
+            replies = self.conn.execute(commands)
         except HandshakeRefused as refused:
             if refused.command == "SETNAME" and self.conn.named and classify(refused) in (
                     "noperm", "unsupported"):
@@ -74,29 +88,47 @@ class TargetPoller:
                 self.conn.drop_name()
                 return self.poll()
             return self._fail(started, refused)
+        except ReplyCut as cut:  # INFO may have arrived before the connection broke
+            replies = self._arrange(plan, cut.replies)
+            if len(replies) < 1 + len(CONFIG_KEYS):
+                return self._fail(started, cut.error)
+            self.last_command = time.monotonic()
+            return self._digest(started, replies, False, list_error=cut.error)
         except Exception as error:
             return self._fail(started, error)
         self.last_command = time.monotonic()
-        return self._digest(started, replies, deferred)
+        return self._digest(started, self._arrange(plan, replies), plan.deferred)
 
-    def _fetch(self, fresh: bool, with_config: bool, with_list: bool
-               ) -> list[tuple[redis_connection.Reply, float]]:
-        """[INFO, CONFIG GET x3 (None when not sent), CLIENT LIST (when sent)] with times."""
+    def _plan(self, plan: _PollPlan, fresh: bool, started: float
+              ) -> list[redis_connection.Command]:
+        """The pipeline, decided once the connection exists (fresh: just opened)."""
+        if fresh:
+            self.facts.config_loaded = False
+        with_list = self._client_list_due(started)
+        # CLIENT LIST waits for this poll's INFO and CONFIG when a reply too large for the
+        # normal-class output-buffer limit could get us disconnected: on a new connection
+        # (limit unknown) or when a limit is set. Otherwise it shares INFO's round trip.
+        plan.deferred = with_list and (fresh or self.facts.obuf_hard_limit > 0)
+        plan.with_config = fresh or self._config_due(started, with_list)
+        plan.no_evict = fresh and self.stats.capabilities.get("client_no_evict") != 0 and (
+            self.facts.version is None or self.facts.modern())
         commands: list[redis_connection.Command] = []
-        if fresh and self.stats.capabilities.get("client_no_evict") != 0 and (
-                self.facts.version is None or self.facts.version >= (7, 0)):
+        if plan.no_evict:
             commands.append((self.target.commands.client, "NO-EVICT", "on"))
         commands.append(INFO_SECTIONS if self.facts.modern() else ("INFO",))
-        if with_config:
+        if plan.with_config:
             commands.extend((self.target.commands.config, "GET", key) for key in CONFIG_KEYS)
-        if with_list:
+        if with_list and not plan.deferred:
             commands.append(self._client_list_command())
-        replies = self.conn.execute(commands)
-        if len(commands) > len(replies):
-            raise RuntimeError("short reply")
-        if commands[0][1:2] == ("NO-EVICT",):
+        return commands
+
+    def _arrange(self, plan: _PollPlan, replies: list[tuple[redis_connection.Reply, float]]
+                 ) -> list[tuple[redis_connection.Reply, float]]:
+        """[INFO, CONFIG GET x3 (None when not sent), CLIENT LIST (when read)] with times."""
+        replies = list(replies)
+        if plan.no_evict and replies:
             self._note_no_evict(replies.pop(0)[0])
-        if not with_config:
+        if not plan.with_config and replies:
             return [replies[0], *[(None, 0.0)] * len(CONFIG_KEYS), *replies[1:]]
         return replies
 
@@ -108,7 +140,7 @@ class TargetPoller:
         self.stats.set_capability("client_no_evict", allowed, str(reply) if not allowed else "")
 
     def _digest(self, started: float, replies: list[tuple[redis_connection.Reply, float]],
-                deferred: bool) -> bool:
+                deferred: bool, list_error: BaseException | None = None) -> bool:
         info_reply, info_done = replies[0]
         if isinstance(info_reply, ResponseError):
             if self.facts.version is not None and classify_reply(reply_text(info_reply)) == \
@@ -124,10 +156,12 @@ class TargetPoller:
         if not listed and deferred and self._client_list_due(info_done):
             try:  # the facts of this very poll say the reply fits
                 listed = self.conn.execute([self._client_list_command()])
-            except Exception as error:  # INFO did succeed: redis_up stays 1 for this poll
-                self.stats.count_error("client_list", classify(error))
-                self.listing.forget()
-        if listed:
+            except Exception as error:
+                list_error = error
+        if list_error is not None:  # INFO did succeed: redis_up stays 1 for this poll
+            self.stats.count_error("client_list", self._kind(list_error))
+            self.listing.forget()
+        elif listed:
             self._digest_client_list(listed[0][0], info_done)
         view = self._view(info)
         self.stats.record_up()
@@ -167,8 +201,8 @@ class TargetPoller:
             return
         result = aggregate_client_list(reply, self.config.client_list, listing.state, self._spec)
         if result.malformed:
-            log.warning("CLIENT LIST had lines that are not clients target=%s lines=%d",
-                        self.target.name, result.malformed)
+            log.warning("CLIENT LIST had lines that are not clients %s",
+                        kv(target=self.target.name, lines=result.malformed))
         listing.groups, listing.histograms = result.groups, result.histograms
         listing.bytes_per_client = result.reply_bytes / max(result.clients, 1)
         self.stats.client_list_bytes = result.reply_bytes
@@ -185,10 +219,16 @@ class TargetPoller:
                          groups=self.listing.groups, group_by=self.config.client_list.group_by,
                          histograms=self.listing.histograms)
 
+    def _kind(self, error: BaseException) -> str:
+        """classify(), plus what only this target knows: Redis at maxclients closes a TLS
+        connection before the handshake, so an EOF or reset there is maxclients when the
+        last INFO showed no headroom, and a TLS problem otherwise."""
+        if self.target.endpoint.scheme == "rediss" and is_tls_eof(error):
+            return "maxclients" if self.facts.full() else "tls"
+        return classify(error)
+
     def _fail(self, started: float, error: BaseException) -> bool:
-        kind = classify(error)
-        if kind in ("tls", "other") and is_tls_eof(error) and self.facts.full():
-            kind = "maxclients"
+        kind = self._kind(error)
         self.stats.count_error("info", kind)
         self.stats.finish_step("info", time.monotonic() - started, None)
         self.stats.record_down(kind, self._message(error))
@@ -239,7 +279,7 @@ class TargetPoller:
             self.conn.execute([("PING",)])
             self.last_command = time.monotonic()
         except Exception as error:
-            log.debug("keepalive failed target=%s err=%s", self.target.name, error)
+            log.debug("keepalive failed %s", kv(target=self.target.name, err=error))
 
     # -- probe -------------------------------------------------------------------------
     def probe(self) -> None:
@@ -252,15 +292,24 @@ class TargetPoller:
             return
         self._probe_skips = 0
         try:
-            redis_connection.probe(self.target, self.config.poll.timeout, self.conn.named,
-                                   self._watchdog)
+            self._probe_once(self.conn.named)
         except Exception as error:
-            kind = classify(error)
-            if kind in ("tls", "other") and is_tls_eof(error) and full:
-                kind = "maxclients"
-            self._probe_result(kind, self._message(error), started)
+            self._probe_result(self._kind(error), self._message(error), started)
             return
         self._probe_result(None, "", started)
+
+    def _probe_once(self, named: bool) -> None:
+        try:
+            redis_connection.probe(self.target, self.config.poll.timeout, named,
+                                   self._watchdog)
+        except HandshakeRefused as refused:
+            # The first probe can run before the first poll learnt that the ACL refuses
+            # CLIENT SETNAME: that says nothing about whether a client can get in.
+            if not (named and refused.command == "SETNAME"
+                    and classify(refused) in ("noperm", "unsupported")):
+                raise
+            redis_connection.probe(self.target, self.config.poll.timeout, False,
+                                   self._watchdog)
 
     def _probe_result(self, kind: str | None, message: str, started: float) -> None:
         seconds = time.monotonic() - started
@@ -275,17 +324,19 @@ class TargetPoller:
 
     # -- publish -----------------------------------------------------------------------
     def publish(self) -> None:
-        with self.stats.lock:
-            self_text = render_self(self.target.name, self._self_view())
+        """Render and swap in a snapshot. Poll and probe workers both publish: the lock makes
+        the last snapshot put the one built from the latest state."""
         stats = self.stats
-        self.store.put(Snapshot(
-            target=self.target.name,
-            families={**self._redis_text, **self_text},
-            up=bool(stats.up),
-            polled=stats.up is not None,
-            last_poll_wall=stats.last_success.get("info"),
-            error_kind=stats.kind,
-        ))
+        with stats.lock:
+            self_text = render_self(self.target.name, self._self_view())
+            self.store.put(Snapshot(
+                target=self.target.name,
+                families={**self._redis_text, **self_text},
+                up=bool(stats.up),
+                polled=stats.up is not None,
+                last_poll_wall=stats.last_success.get("info"),
+                error_kind=stats.kind,
+            ))
 
     def _self_view(self) -> SelfView:
         in_use, idle = self.conn.pool_counts()

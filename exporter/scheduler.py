@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from exporter.config import PollConfig
+from exporter.logsetup import kv
 from exporter.poller import TargetPoller
 from exporter.watchdog import Watchdog
 
@@ -28,15 +29,21 @@ _POLL, _PROBE = "poll", "probe"
 
 
 class _Plan:
-    """Per-target timing: next poll, consecutive failures, cadence phase."""
+    """Per-target timing: next poll, consecutive failures, cadence phase.
 
-    __slots__ = ("failures", "next_poll", "phase", "polls")
+    `tokens` holds the newest timer per lane: an older timer still in the heap is stale and
+    skipped, so a timer can be brought forward without a target ever being queued twice.
+    """
+
+    __slots__ = ("failures", "next_poll", "phase", "polls", "running", "tokens")
 
     def __init__(self, phase: float) -> None:
         self.next_poll = 0.0
         self.failures = 0
         self.phase = phase
         self.polls = 0
+        self.running = False
+        self.tokens = {_POLL: 0, _PROBE: 0}
 
 
 class Scheduler:
@@ -48,7 +55,7 @@ class Scheduler:
         self._watchdog = watchdog
         self._clock = clock
         self._rng = rng or random.Random()
-        self._timers: list[tuple[float, int, str, TargetPoller]] = []
+        self._timers: list[tuple[float, int, str, TargetPoller, int]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._lanes: dict[str, queue.PriorityQueue[tuple[int, float, int, TargetPoller]]] = {
@@ -79,17 +86,34 @@ class Scheduler:
 
     def _at(self, due: float, lane: str, poller: TargetPoller) -> None:
         with self._cond:
-            heapq.heappush(self._timers, (due, next(self._seq), lane, poller))
+            plan = self._plans[id(poller)]
+            plan.tokens[lane] += 1
+            heapq.heappush(self._timers, (due, next(self._seq), lane, poller, plan.tokens[lane]))
             self._cond.notify()
+
+    def _poll_now_if_failing(self, poller: TargetPoller) -> None:
+        """A connect probe got in while polls fail: poll at once rather than after the backoff,
+        so a target that is back shows up within a probe interval, not minutes later."""
+        now = self._clock()
+        with self._cond:
+            plan = self._plans[id(poller)]
+            if plan.failures == 0 or plan.running:
+                return
+            plan.next_poll = now  # due now: a poll, not a keepalive
+        self._at(now, _POLL, poller)
 
     def _timer_loop(self) -> None:
         while not self._stopping.is_set():
             with self._cond:
                 now = self._clock()
                 while self._timers and self._timers[0][0] <= now:
-                    due, seq, lane, poller = heapq.heappop(self._timers)
-                    failing = 1 if self._plans[id(poller)].failures else 0
-                    self._lanes[lane].put((failing, due, seq, poller))
+                    due, seq, lane, poller, token = heapq.heappop(self._timers)
+                    plan = self._plans[id(poller)]
+                    if token != plan.tokens[lane]:
+                        continue  # superseded by a newer timer for the same lane
+                    if lane == _POLL:
+                        plan.running = True
+                    self._lanes[lane].put((1 if plan.failures else 0, due, seq, poller))
                 wait = self._timers[0][0] - now if self._timers else 1.0
                 self._cond.wait(min(max(wait, 0.0), 1.0))
 
@@ -109,12 +133,21 @@ class Scheduler:
                     poller.probe()
                     self._at(self._clock() + poller.target.connect_probe.interval, _PROBE,
                              poller)
+                    if poller.stats.probe_success == 1:
+                        self._poll_now_if_failing(poller)
             except Exception:  # a bug must not kill the worker: log it, keep polling
-                log.exception("unexpected error target=%s lane=%s", poller.target.name, lane)
+                log.exception("unexpected error %s", kv(target=poller.target.name, lane=lane))
                 self._at(self._clock() + self._poll.interval, lane, poller)
 
     def _run_poll(self, poller: TargetPoller, due: float) -> None:
         plan = self._plans[id(poller)]
+        try:
+            self._poll_or_ping(poller, plan, due)
+        finally:
+            with self._cond:
+                plan.running = False
+
+    def _poll_or_ping(self, poller: TargetPoller, plan: _Plan, due: float) -> None:
         now = self._clock()
         if plan.polls and now < plan.next_poll:
             poller.keepalive()
@@ -138,7 +171,7 @@ class Scheduler:
             if poller.stats.kind == "refused":
                 return now + interval  # nothing listens: retrying costs Redis nothing
             doubling = 1 << min(plan.failures - 1, 16)
-            return now + min(interval * doubling, MAX_BACKOFF_SECONDS)
+            return now + min(interval * doubling, max(interval, MAX_BACKOFF_SECONDS))
         plan.failures = 0
         if plan.polls == 1:
             # Second poll at a random phase of the interval: targets spread out over it.

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exporter.logsetup import kv
+
 log = logging.getLogger(__name__)
 
 
@@ -71,5 +73,5 @@ class SnapshotStore:
             if owner == target or pair in self._reported_duplicates:
                 return
             self._reported_duplicates.add(pair)
-        log.warning("targets are the same Redis server; their series double-count "
-                    "target=%s other_target=%s", target, owner)
+        log.warning("targets are the same Redis server; their series double-count %s",
+                    kv(target=target, other_target=owner))

@@ -7,6 +7,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from exporter.logsetup import kv
+
 log = logging.getLogger(__name__)
 
 CAPABILITIES = ("client_list", "config", "client_setname", "client_no_evict",
@@ -55,32 +57,32 @@ class TargetStats:
         if previous == value or (previous is None and allowed):
             return False
         if allowed:
-            log.info("capability available again target=%s capability=%s", self.target, name)
+            log.info("capability available again %s", kv(target=self.target, capability=name))
         else:
-            log.warning("capability missing target=%s capability=%s reason=%s",
-                        self.target, name, reason or "denied")
+            log.warning("capability missing %s",
+                        kv(target=self.target, capability=name, reason=reason or "denied"))
         return True
 
     def record_up(self) -> None:
         if self.up is not True:
             if self.up is False:
-                log.info("target is up again target=%s", self.target)
+                log.info("target is up again %s", kv(target=self.target))
             else:
-                log.info("target is up target=%s", self.target)
+                log.info("target is up %s", kv(target=self.target))
         self.up, self.kind = True, None
 
     def record_down(self, kind: str, message: str) -> None:
         """Log once per change of state or kind, never per poll."""
         if self.up is not False or self.kind != kind:
-            log.warning("target is down target=%s kind=%s err=%s", self.target, kind, message)
+            log.warning("target is down %s", kv(target=self.target, kind=kind, err=message))
         self.up, self.kind = False, kind
 
     def record_probe(self, ok: bool, kind: str | None, message: str = "") -> None:
         if kind != self.probe_kind:
             if ok:
-                log.info("connect probe succeeds again target=%s", self.target)
+                log.info("connect probe succeeds again %s", kv(target=self.target))
             else:
-                log.warning("connect probe fails target=%s kind=%s err=%s", self.target, kind,
-                            message)
+                log.warning("connect probe fails %s",
+                            kv(target=self.target, kind=kind, err=message))
         self.probe_success = 1.0 if ok else 0.0
         self.probe_kind = kind

@@ -281,3 +281,21 @@ def test_check_config_never_binds_the_listen_address(monkeypatch: pytest.MonkeyP
         assert run_main(["--web.listen-address", f"127.0.0.1:{port}", "--check-config"]) == 0
         assert run_main(["--web.listen-address", f"127.0.0.1:{port}", "--check-config",
                          "--redis.addr", "ftp://a"]) == 2
+
+
+def test_credential_flags_alone_apply_to_the_default_target(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n", encoding="utf-8")
+    config = load(["--redis.user", "mon", "--redis.password-file", str(secret)])
+    assert names(config) == ["localhost:6379"]
+    assert config.targets[0].username == "mon"
+    assert config.targets[0].password is not None
+    assert config.targets[0].password.reveal() == PASSWORD
+
+
+def test_credential_flags_with_a_config_file_and_no_addr_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_main(["--config.file", str(file_with_targets(tmp_path)), "--redis.user", "mon",
+                     "--check-config"])
+    assert code == 2
+    assert "apply to --redis.addr targets" in capsys.readouterr().err

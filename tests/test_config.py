@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from exporter.config_loader import ConfigError, build_config, load_config_file
 from exporter.config_targets import parse_target_url
 from exporter.durations import parse_duration
 from exporter.secret import Secret
+from tests.support.tls import make_pki
 
 CONFIG_DATA = Path(__file__).parent / "data" / "config"
 INVALID = CONFIG_DATA / "invalid"
@@ -114,11 +116,18 @@ def check_config(path: Path | str, port: int, env: dict[str, str] | None = None)
 # a valid file with every key set
 
 
+def _tls_files(directory: Path) -> None:
+    """Real PEM files (ca.pem, client.pem, client.key): the loader loads TLS files."""
+    pki = make_pki(directory / "pki")
+    shutil.copy(pki.ca.cert, directory / "ca.pem")
+    shutil.copy(pki.client.cert, directory / "client.pem")
+    shutil.copy(pki.client.key, directory / "client.key")
+
+
 def _full_config_dir(tmp_path: Path) -> Path:
     (tmp_path / "default-password").write_text("default-pw\n", encoding="utf-8")
     (tmp_path / "sessions-password").write_text(PASSWORD + "\n", encoding="utf-8")
-    for name in ("ca.pem", "client.pem", "client.key"):
-        (tmp_path / name).write_text("not checked here\n", encoding="utf-8")
+    _tls_files(tmp_path)
     template = (CONFIG_DATA / "valid-full.yaml").read_text(encoding="utf-8")
     return write(tmp_path, template.replace("__DIR__", str(tmp_path)), "valid-full.yaml")
 
@@ -524,7 +533,7 @@ def test_secret_type() -> None:
 
 def test_target_inherits_every_default(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("default-pw\n", encoding="utf-8")
-    (tmp_path / "ca.pem").write_text("x", encoding="utf-8")
+    _tls_files(tmp_path)
     config = load_text(tmp_path, f"""
 defaults:
   username: monitor
@@ -547,7 +556,7 @@ targets:
 
 
 def test_target_overrides_single_nested_keys(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("x", encoding="utf-8")
+    _tls_files(tmp_path)
     config = load_text(tmp_path, f"""
 defaults:
   tls: {{ca_file: {tmp_path}/ca.pem}}
@@ -674,3 +683,28 @@ def test_parse_target_url_rejects(url: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=re.escape(fragment)) as caught:
         parse_target_url(url)
     assert PASSWORD not in str(caught.value)
+
+
+def test_unloadable_tls_files_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not a certificate\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, f"""
+targets:
+  - {{name: a, url: 'rediss://h:6380', tls: {{ca_file: {tmp_path}/ca.pem}}}}
+""")
+    assert caught.value.problems == [
+        "targets[0].tls: cannot load the TLS files: NO_CERTIFICATE_OR_CRL_FOUND"]
+
+
+def test_username_without_a_password_source_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, "targets:\n  - {name: a, url: 'redis://h', username: mon}\n")
+    assert caught.value.problems[0].startswith("targets[0].username: needs password_file")
+
+
+@pytest.mark.parametrize("bound", [".inf", ".nan"])
+def test_bucket_bounds_must_be_finite(tmp_path: Path, bound: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, f"client_list: {{buckets: {{idle_seconds: [1, {bound}]}}}}\n")
+    assert caught.value.problems == [
+        "client_list.buckets.idle_seconds: must be finite numbers (+Inf is always added)"]

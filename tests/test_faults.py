@@ -124,3 +124,28 @@ def test_server_killed_then_restarted_is_reported_and_recovers(
     finally:
         server.stop()
         other.stop()
+
+
+def test_a_successful_probe_ends_the_backoff_of_a_failing_target(
+        redis_factory: Callable[..., RedisServer], exporter_factory: Callable[..., Exporter],
+        tmp_path: os.PathLike[str]) -> None:
+    server = redis_factory(password="old-password")
+    secret = os.path.join(tmp_path, "pw")
+    with open(secret, "w") as handle:
+        handle.write("new-password\n")
+    exporter = exporter_factory({
+        "poll": FAST, "defaults": {"connect_probe": {"interval": "1s"}},
+        "targets": [{"name": "rotated", "url": server.url, "password_file": secret}],
+    })
+    url = metrics_url(exporter)
+    # auth failures back off: 1s, 2s, 4s, 8s... after 4 of them the next poll is >= 8s away
+    wait_for(lambda: _errors(fetch(url), "rotated", "auth") >= 4, timeout=15,
+             message="four auth failures")
+    admin = RawClient(server.port)
+    try:
+        assert admin.call("AUTH", "old-password") == b"+OK"
+        assert admin.call("CONFIG", "SET", "requirepass", "new-password") == b"+OK"
+    finally:
+        admin.close()
+    assert wait_for(lambda: value(fetch(url), "redis_up", target="rotated") == 1, timeout=4,
+                    message="recovery soon after the probe gets in, not after the backoff")

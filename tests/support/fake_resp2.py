@@ -154,7 +154,12 @@ class _Handler(socketserver.StreamRequestHandler):
                     return
                 if not args:
                     continue
-                self.wfile.write(encode(fake._answer(record, args)))
+                reply = fake._answer(record, args)
+                if fake.reply_delay:
+                    time.sleep(fake.reply_delay)
+                if fake.should_close(args):
+                    return  # fault injection: drop the connection instead of replying
+                self.wfile.write(encode(reply))
         except OSError:
             return  # the peer (or stop()) closed the socket
         finally:
@@ -166,8 +171,16 @@ class FakeRedis5:
 
     VERSION = "5.0.14"
 
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, reply_delay: float = 0.0,
+                 close_on: frozenset[str] = frozenset(), close_after: int = 0) -> None:
+        """`reply_delay` stalls every reply; `close_on` (e.g. {"CLIENT LIST"}) names commands
+        that, after `close_after` normal answers, make the fake close the connection instead
+        of replying. Faults real Redis cannot be made to produce on demand."""
         self.password = password
+        self.reply_delay = reply_delay
+        self.close_on = close_on
+        self.close_after = close_after
+        self._answered: dict[str, int] = {}
         with open(os.path.join(DATA, "info.txt"), encoding="utf-8") as handle:
             self.info_text = handle.read().replace("\r\n", "\n").replace("\n", "\r\n")
         with open(os.path.join(DATA, "client_list.txt"), encoding="utf-8") as handle:
@@ -238,6 +251,14 @@ class FakeRedis5:
             return list(self._served_lines)
 
     # -- serving -----------------------------------------------------------------------
+    def should_close(self, args: Sequence[bytes]) -> bool:
+        command = " ".join(arg.decode("utf-8", "replace").upper() for arg in args[:2])
+        if command not in self.close_on:
+            return False
+        with self._lock:
+            self._answered[command] = self._answered.get(command, 0) + 1
+            return self._answered[command] > self.close_after
+
     def _register(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)

@@ -48,3 +48,19 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0,
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")
+
+
+def wait_for_value(url: str, name: str, condition: Callable[[float | None], bool], /,
+                   timeout: float = 20.0, **labels: str) -> str:
+    """Poll `url` until the sample `name{labels}` satisfies `condition`; return that body."""
+    found: list[str] = []
+
+    def check() -> bool:
+        text = fetch(url)
+        if condition(value(text, name, **labels)):
+            found.append(text)
+            return True
+        return False
+
+    wait_for(check, timeout=timeout, message=f"{name}{labels}")
+    return found[-1]
