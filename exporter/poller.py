@@ -336,6 +336,7 @@ class TargetPoller:
                 polled=stats.up is not None,
                 last_poll_wall=stats.last_success.get("info"),
                 error_kind=stats.kind,
+                probe="" if stats.probe_success is None else (stats.probe_kind or "ok"),
             ))
 
     def _self_view(self) -> SelfView:

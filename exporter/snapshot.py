@@ -22,6 +22,7 @@ class Snapshot:
     polled: bool  # False until the first poll finished
     last_poll_wall: float | None
     error_kind: str | None
+    probe: str = ""  # "ok", the kind of the last probe failure, or "" (no probe yet)
 
 
 class SnapshotStore:

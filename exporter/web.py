@@ -90,7 +90,8 @@ def landing_page(server: ExporterHTTPServer) -> str:
         state = "up" if snap.up else ("down" if snap.polled else "pending")
         age = f"{now - snap.last_poll_wall:.1f}s ago" if snap.last_poll_wall else "never"
         rows.append(f"<tr><td>{html.escape(snap.target)}</td><td>{state}</td>"
-                    f"<td>{age}</td><td>{html.escape(snap.error_kind or '')}</td></tr>")
+                    f"<td>{age}</td><td>{html.escape(snap.error_kind or '')}</td>"
+                    f"<td>{html.escape(snap.probe)}</td></tr>")
     path = html.escape(server.telemetry_path)
     return (
         "<!DOCTYPE html><html><head><title>redis-connection-exporter</title></head><body>"
@@ -98,7 +99,8 @@ def landing_page(server: ExporterHTTPServer) -> str:
         f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>'
         '<li><a href="/-/ready">Readiness</a></li></ul>'
         "<table><tr><th>Target</th><th>State</th><th>Last successful poll</th>"
-        f"<th>Error kind</th></tr>{''.join(rows)}</table></body></html>\n"
+        "<th>Error kind</th><th>New connections (probe)</th></tr>"
+        f"{''.join(rows)}</table></body></html>\n"
     )
 
 

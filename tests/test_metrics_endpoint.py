@@ -105,3 +105,25 @@ def test_body_size_is_bounded_by_groups_not_clients(
     # Same series; only digits of values differ.
     assert len(small.splitlines()) == len(large.splitlines())
     assert abs(len(large) - len(small)) < 400
+
+
+def test_landing_page_shows_each_target_state_error_and_probe(
+        redis_server: RedisServer, exporter_factory: Callable[..., Exporter]) -> None:
+    exporter = exporter_factory({
+        "poll": FAST, "defaults": {"connect_probe": {"interval": "1s"}},
+        "targets": [{"name": "<b>main</b>", "url": redis_server.url},
+                    {"name": "gone", "url": f"redis://127.0.0.1:{free_port()}"}],
+    })
+    base = f"http://{exporter.bound_address()}"
+
+    def both_probed() -> str | None:
+        page = fetch(f"{base}/")
+        return page if page.count("<td>ok</td>") == 1 and "<td>refused</td><td>refused" \
+            in page else None
+
+    page = str(wait_for(both_probed, message="both targets polled and probed"))
+    assert "<td>&lt;b&gt;main&lt;/b&gt;</td><td>up</td>" in page  # names are escaped
+    assert "<b>main</b>" not in page
+    assert "<td>gone</td><td>down</td><td>never</td><td>refused</td><td>refused</td>" in page
+    for link in ('href="/metrics"', 'href="/-/healthy"', 'href="/-/ready"'):
+        assert link in page
