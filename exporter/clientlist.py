@@ -277,8 +277,3 @@ def _host(value: bytes | None) -> str:
 
 
 _CONVERTERS = {"addr_host": _host}
-
-
-def iter_lines(raw: bytes) -> Iterable[bytes]:
-    """Client lines of a reply (used by tests and tools, not by the poll path)."""
-    return (line for line in raw.split(b"\n") if line.strip())

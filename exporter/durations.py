@@ -30,17 +30,3 @@ def parse_duration(text: str) -> float:
         for unit, value in zip(_ORDER, match.groups())
         if value is not None
     )
-
-
-def format_duration(seconds: float) -> str:
-    """Render seconds back in Prometheus syntax (used in messages and HELP text)."""
-    if seconds < 1 and seconds > 0:
-        return f"{round(seconds * 1000)}ms"
-    remaining = int(seconds)
-    parts = []
-    for unit in ("h", "m", "s"):
-        size = int(_UNIT_SECONDS[unit])
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"

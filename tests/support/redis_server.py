@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import redis
 
 
 def free_port() -> int:
@@ -53,14 +52,6 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
-
-    def client(self, **kwargs: Any) -> redis.Redis:
-        options: dict[str, Any] = {"host": "127.0.0.1", "port": self.port, "protocol": 2,
-                                   "socket_timeout": 5, "driver_info": None}
-        if self.password and "username" not in kwargs:
-            options["password"] = self.password
-        options.update(kwargs)
-        return redis.Redis(**options)
 
     def start(self) -> None:
         binary = require_binary("redis-server")
