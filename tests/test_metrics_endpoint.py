@@ -116,12 +116,13 @@ def test_landing_page_shows_each_target_state_error_and_probe(
     })
     base = f"http://{exporter.bound_address()}"
 
-    def both_probed() -> str | None:
+    def both_polled_and_probed() -> str | None:
         page = fetch(f"{base}/")
-        return page if page.count("<td>ok</td>") == 1 and "<td>refused</td><td>refused" \
-            in page else None
+        done = (page.count("<td>ok</td>") == 1 and "<td>up</td>" in page
+                and "<td>refused</td><td>refused" in page)
+        return page if done else None
 
-    page = str(wait_for(both_probed, message="both targets polled and probed"))
+    page = str(wait_for(both_polled_and_probed, message="both targets polled and probed"))
     assert "<td>&lt;b&gt;main&lt;/b&gt;</td><td>up</td>" in page  # names are escaped
     assert "<b>main</b>" not in page
     assert "<td>gone</td><td>down</td><td>never</td><td>refused</td><td>refused</td>" in page
