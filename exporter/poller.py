@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 from exporter import connection as redis_connection
 from exporter.aggregate import aggregate_client_list, client_list_spec
 from exporter.config import Config, TargetConfig
+from exporter.connect_probe import ConnectProbe
 from exporter.errors import (
     HandshakeRefused,
     ReplyCut,
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 INFO_SECTIONS = ("INFO", "server", "clients", "memory", "stats", "replication")
 CONFIG_KEYS = ("maxclients", "timeout", "client-output-buffer-limit")
 CAPABILITY_RETRY_SECONDS = 300.0
-PROBE_SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
 
 
 @dataclass
@@ -58,7 +58,6 @@ class TargetPoller:
         self.target = target
         self.config = config
         self.store = store
-        self._watchdog = watchdog
         self._wall = wall_clock
         self._observe = observe or (lambda step, seconds: None)
         self.conn = redis_connection.PollConnection(target, config.poll.timeout, watchdog)
@@ -67,7 +66,8 @@ class TargetPoller:
         self.listing = ClientListState()
         self._spec = client_list_spec(config.client_list)
         self._redis_text: dict[str, str] = {}  # nothing about Redis until the first poll
-        self._probe_skips = 0
+        self._probe = ConnectProbe(target, config.poll.timeout, watchdog, self.stats,
+                                   wall_clock, self._observe)
         self.last_command = 0.0
 
     # -- poll --------------------------------------------------------------------------
@@ -283,43 +283,9 @@ class TargetPoller:
 
     # -- probe -------------------------------------------------------------------------
     def probe(self) -> None:
-        """Can a new client get in? At maxclients, infer it rather than add a rejection."""
-        started = time.monotonic()
-        full = bool(self.stats.up) and self.facts.full()
-        if full and self._probe_skips < PROBE_SKIPS_AT_MAXCLIENTS:
-            self._probe_skips += 1
-            self._probe_result("maxclients", "inferred from INFO: no headroom", started)
-            return
-        self._probe_skips = 0
-        try:
-            self._probe_once(self.conn.named)
-        except Exception as error:
-            self._probe_result(self._kind(error), self._message(error), started)
-            return
-        self._probe_result(None, "", started)
-
-    def _probe_once(self, named: bool) -> None:
-        try:
-            redis_connection.probe(self.target, self.config.poll.timeout, named,
-                                   self._watchdog)
-        except HandshakeRefused as refused:
-            # The first probe can run before the first poll learnt that the ACL refuses
-            # CLIENT SETNAME: that says nothing about whether a client can get in.
-            if not (named and refused.command == "SETNAME"
-                    and classify(refused) in ("noperm", "unsupported")):
-                raise
-            redis_connection.probe(self.target, self.config.poll.timeout, False,
-                                   self._watchdog)
-
-    def _probe_result(self, kind: str | None, message: str, started: float) -> None:
-        seconds = time.monotonic() - started
-        with self.stats.lock:
-            self.stats.probe_duration = seconds
-            self.stats.finish_step("probe", seconds, self._wall() if kind is None else None)
-            if kind is not None:
-                self.stats.count_error("probe", kind)
-            self.stats.record_probe(kind is None, kind, message)
-        self._observe("probe", seconds)
+        """Run the connect probe (or infer its answer while Redis is full) and publish."""
+        self._probe.run(self.conn.named, bool(self.stats.up) and self.facts.full(), self._kind,
+                        self._message)
         self.publish()
 
     # -- publish -----------------------------------------------------------------------
