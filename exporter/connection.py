@@ -203,10 +203,7 @@ class PollConnection:
             self._pool.release(conn)
 
     def _abort(self) -> None:
-        conn = self._in_flight
-        sock = getattr(conn, "_sock", None)
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
+        shutdown_socket(self._in_flight)
 
     def pool_counts(self) -> tuple[int, int]:
         """(in use, idle) connections of the pool, as redis-py keeps them."""
@@ -224,18 +221,20 @@ class PollConnection:
             self._abort()
 
 
+def shutdown_socket(conn: Any) -> None:
+    """Wake a read blocked on `conn` at once (the watchdog's abort); closing is left to
+    redis-py, so the file descriptor is never reused under a thread still reading it."""
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def probe(target: TargetConfig, timeout: float, named: bool, watchdog: Watchdog) -> None:
     """Open a fresh connection with the same handshake, PING, close. Raises on failure."""
     cls, kwargs = connection_factory(target, timeout, named)
     conn: Any = cls(**kwargs)
-
-    def abort() -> None:
-        sock = getattr(conn, "_sock", None)
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-
     try:
-        with watchdog.guard(timeout, abort) as guard:
+        with watchdog.guard(timeout, lambda: shutdown_socket(conn)) as guard:
             try:
                 conn.connect()
                 conn.send_command("PING", check_health=False)
