@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
+from bench.processes import redis_with_clients
 from exporter.config import Config, PollConfig, TargetConfig
 from exporter.config_targets import parse_target_url
 from exporter.poller import TargetPoller
@@ -31,56 +28,6 @@ from exporter.snapshot import SnapshotStore
 from exporter.watchdog import Watchdog
 
 PAUSE_SECONDS = 0.25  # Redis sits idle before each call, as it does between real polls
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _process(args: list[str], ready: str | None = None) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        if ready is not None:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if ready not in line:
-                raise RuntimeError(f"{args[0]} did not print {ready}: {line!r}")
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextmanager
-def redis_with_clients(clients: int) -> Iterator[int]:
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="rce-bench-")
-    server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--dir", workdir, "--maxclients", str(clients + 64)]
-    with _process(server):
-        _wait_listening(port)
-        loadgen = [sys.executable, "-m", "bench.hold_clients", "--port", str(port),
-                   "--clients", str(clients), "--seconds", "600"]
-        with _process(loadgen, ready="READY"):
-            yield port
-
-
-def _wait_listening(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 class RawClientList:
