@@ -37,7 +37,7 @@ def client_list_spec(config: ClientListConfig) -> ClientListSpec:
     )
 
 
-def aggregate_client_list(raw: bytes, config: ClientListConfig, state: AggregateState,
+def aggregate_client_list(raw: bytes | bytearray, config: ClientListConfig, state: AggregateState,
                           spec: ClientListSpec | None = None) -> ClientAggregate:
     summary = summarize_client_list(raw, spec or client_list_spec(config))
     group_by = config.group_by

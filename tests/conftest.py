@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import clientlist
 from exporter.app import Exporter, WebSettings
 from exporter.config_loader import build_config
 from tests.support.clients import RawClient
@@ -76,3 +77,20 @@ def exporter_factory() -> Iterator[Callable[..., Exporter]]:
 
 def metrics_url(exporter: Exporter) -> str:
     return f"http://{exporter.bound_address()}/metrics"
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def both_scanners(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the compiled CLIENT LIST scanner and once with the pure path.
+
+    With CI=true a missing compiled scanner fails: `pip install` must have built it there.
+    """
+    scanner: str = request.param
+    if scanner == "compiled" and not clientlist.compiled_scanner_available():
+        message = "the compiled scanner was not built (no C compiler when pip installed?)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    if scanner == "pure":
+        monkeypatch.setattr(clientlist, "_compiled", None)
+    return scanner

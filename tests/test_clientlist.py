@@ -21,6 +21,9 @@ from exporter.config import ClientListConfig
 from exporter.grouping import OTHER, POLLS_BEFORE_LEAVING, GroupState, LabelTuple, cap_groups
 from tests.support.golden import DATA_DIR, VERSIONS, read_data, reference_clients
 
+# Every test here runs with the compiled scanner and with the pure path: same results.
+pytestmark = pytest.mark.usefixtures("both_scanners")
+
 HISTOGRAM_KEYS = {"idle_seconds": "idle", "age_seconds": "age", "query_buffer_bytes": "qbuf",
                   "output_buffer_bytes": "omem", "memory_bytes": "tot-mem"}
 DEFAULT = ClientListConfig()

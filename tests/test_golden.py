@@ -37,6 +37,9 @@ from tests.support.golden import (
 )
 from tests.support.scrape import samples, value, values
 
+# Every test here runs with the compiled scanner and with the pure path: same results.
+pytestmark = pytest.mark.usefixtures("both_scanners")
+
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 CASE_IDS = [case.name for case in GOLDEN_CASES]
 

@@ -1,0 +1,148 @@
+"""The compiled CLIENT LIST scanner against the pure path: same summary for any reply.
+
+The fixture-based tests (test_clientlist.py, test_golden.py) already run on both scanners;
+here hypothesis generates replies neither was written for: random field orders and subsets,
+non-digit, empty and huge numbers, non-UTF-8 names, blank and garbage lines, cut-off replies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter import clientlist
+from exporter.clientlist import GROUP_SOURCES, ClientListSpec, summarize_client_list
+from exporter.config import Buckets
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_7_KEYS = (
+    "id", "addr", "laddr", "fd", "name", "age", "idle", "flags", "db", "sub", "psub", "ssub",
+    "multi", "qbuf", "qbuf-free", "argv-mem", "multi-mem", "rbs", "rbp", "obl", "oll", "omem",
+    "tot-mem", "events", "cmd", "user", "redir", "resp", "lib-name", "lib-ver",
+)
+BUCKETS = {name: getattr(Buckets(), name) for name in clientlist.HISTOGRAM_SOURCES}
+
+numbers = st.one_of(
+    st.integers(0, 100_000).map(str),
+    st.integers(0, 10**30).map(str),  # beyond a double: the compiled path hands over
+    st.sampled_from(["", "-1", "1_000", "+5", "0x10", "\xb3", "12a", " "]),
+)
+texts = st.one_of(
+    st.sampled_from(["web-1", "worker-2", "", "N", "S", "Pb", "x=y", "default", "1.2.3.4:5",
+                     "[::1]:6", "/tmp/redis.sock:0"]),
+    st.binary(max_size=12).map(lambda raw: raw.replace(b" ", b"").replace(b"\n", b"")
+                               .decode("latin-1")),
+)
+
+
+@st.composite
+def client_lines(draw: st.DrawFn) -> str:
+    keys = list(REDIS_7_KEYS)
+    if draw(st.booleans()):  # most replies: Redis' order, some fields dropped or added
+        keys = [key for key in keys if draw(st.integers(0, 9)) > 0]
+    else:
+        keys = draw(st.permutations(keys))[:draw(st.integers(0, len(keys)))]
+    keys += draw(st.lists(st.sampled_from(["zz", "io-thread", "ssub"]), max_size=2))
+    keys = list(dict.fromkeys(keys))  # one value per key (Redis never repeats one)
+    tokens = []
+    for key in keys:
+        value = draw(numbers if key.encode() in clientlist.INTEGER_KEYS else texts)
+        tokens.append(f"{key}={value}")
+    return " ".join(tokens)
+
+
+lines = st.one_of(
+    client_lines(),
+    st.sampled_from(["", "   ", "\t", "garbage", "=", "id", "addr=", "ERR something"]),
+)
+
+
+@st.composite
+def replies(draw: st.DrawFn) -> bytes:
+    text = "\n".join(draw(st.lists(lines, max_size=12)))
+    raw = text.encode("latin-1")
+    if draw(st.booleans()):
+        raw += b"\n"
+    if raw and draw(st.integers(0, 4)) == 0:
+        raw = raw[:draw(st.integers(0, len(raw)))]  # cut off mid-line
+    return raw
+
+
+specs = st.builds(
+    ClientListSpec,
+    group_by=st.lists(st.sampled_from(sorted(GROUP_SOURCES)), min_size=1, max_size=3,
+                      unique=True).map(tuple),
+    idle_threshold=st.sampled_from([0.0, 5.0, 60.0, 1e18]),
+    buckets=st.just(BUCKETS),
+)
+
+
+@pytest.fixture(autouse=True)
+def compiled_scanner() -> None:
+    if not clientlist.compiled_scanner_available():
+        message = "the compiled scanner was not built"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=replies(), spec=specs)
+def test_compiled_and_pure_agree_on_any_reply(raw: bytes, spec: ClientListSpec) -> None:
+    assert summarize_client_list(raw, spec) == summarize_client_list(raw, spec, compiled=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(spec=specs, count=st.integers(1, 300), data=st.data())
+def test_compiled_and_pure_agree_on_realistic_replies(spec: ClientListSpec, count: int,
+                                                      data: st.DataObject) -> None:
+    rows = []
+    for index in range(count):
+        name = data.draw(st.sampled_from(["web-1", "web-2", "", "job-7f3a9c21", "ad\"min"]))
+        idle = data.draw(st.integers(0, 100_000))
+        flags = data.draw(st.sampled_from(["N", "S", "P", "b", "M", "O", "x"]))
+        rows.append(f"id={index} addr=10.0.0.{index % 250}:{1000 + index} laddr=10.0.0.1:6379 "
+                    f"fd={index + 8} name={name} age={idle + index} idle={idle} flags={flags} "
+                    f"db={index % 3} sub=0 psub=0 ssub=0 multi=-1 qbuf={index % 7} "
+                    f"qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 "
+                    f"omem={index * 1000} tot-mem={20000 + index} events=r cmd=ping "
+                    f"user=default redir=-1 resp=2")
+    raw = ("\n".join(rows) + "\n").encode()
+    compiled = summarize_client_list(raw, spec)
+    assert compiled == summarize_client_list(raw, spec, compiled=False)
+    assert compiled.clients == count == sum(compiled.groups.values())
+
+
+def test_huge_values_hand_over_to_the_pure_path() -> None:
+    raw = b"id=1 addr=a:1 name=x age=1 idle=99999999999999999999 flags=N omem=0\n"
+    spec = ClientListSpec(("name",), 60.0, BUCKETS)
+    summary = summarize_client_list(raw, spec)
+    assert summary.histograms["idle_seconds"].total == 99999999999999999999.0
+    assert summary.idle_groups == {("x",): 1}
+
+
+def test_wheel_builds_without_a_c_compiler(tmp_path: Path) -> None:
+    """`pip install .` must work on a machine without a compiler: the scanner is optional."""
+    source = tmp_path / "source"  # a copy: no build/ or .so left over from earlier builds
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "*.so", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+        "tests", "bench"))
+    env = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
+         "--wheel-dir", str(tmp_path), str(source)],
+        env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wheels = list(tmp_path.glob("redis_connection_exporter-*.whl"))
+    assert len(wheels) == 1
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    assert "exporter/clientlist.py" in names
+    assert not [name for name in names if name.endswith(".so")]
