@@ -16,12 +16,14 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from exporter.config import TargetConfig
 from exporter.errors import HandshakeRefused, ReplyCut, StepTimeout
+from exporter.resp import ReplyReader
 from exporter.tls import tls_context
 from exporter.watchdog import Guard, Watchdog
 
@@ -186,11 +188,11 @@ class PollConnection:
             commands = plan(fresh) if callable(plan) else plan
             if commands:
                 conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            reader = ReplyReader(conn._sock)  # not redis-py's parser: see exporter/resp.py
             for _ in commands:
-                try:
-                    reply = conn.read_response(disable_decoding=True)
-                except ResponseError as error:
-                    reply = error
+                reply = reader.read()
+                if isinstance(reply, RedisConnectionError):
+                    raise reply  # e.g. max number of clients: as redis-py raises it
                 replies.append((reply, time.monotonic()))
             return replies
         except BaseException as error:
