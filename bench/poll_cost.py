@@ -1,12 +1,20 @@
 """Poll cost of one target next to the raw CLIENT LIST round trip, in one interleaved run.
 
-    python -m bench.poll_cost --clients 1000 10000 --rounds 15
+    python -m bench.poll_cost --clients 1000 10000 19900 --rounds 15 --runs 3 \
+        [--markdown bench/results/poll_cost.md]
 
 For each N: a fresh redis-server, N idle named clients held by bench.hold_clients, then
-`--rounds` interleaved rounds of (raw CLIENT LIST through a plain socket, the exporter's full
-poll step with CLIENT LIST due, raw again for an A/A ratio), each after the same pause a real
-poll has. Prints a Markdown table of medians (min..max) and per-round ratios. Every process it
-starts is stopped by PID, also on failure.
+`--runs` blocks of `--rounds` interleaved rounds, each call after the same pause a real poll
+has (Redis idle, the exporter's caches cold):
+  - raw: CLIENT LIST through a plain blocking socket, send to last byte read;
+  - step: the exporter's CLIENT LIST step (fetch through its poll connection, parse,
+    aggregate, cap, render and publish), with the compiled scanner and with the pure path;
+  - poll: a whole poll with CLIENT LIST due (INFO + CONFIG GET + CLIENT LIST in one round
+    trip, and everything above);
+  - raw again, for an A/A ratio.
+Ratios are taken per round (same round, same host state), then the median per run; the table
+gives min / median / max over the runs. Every process it starts is stopped by PID, also on
+failure.
 """
 
 from __future__ import annotations
@@ -21,13 +29,15 @@ import time
 from collections.abc import Callable
 
 from bench.processes import redis_with_clients
-from exporter.config import Config, PollConfig, TargetConfig
+from exporter import clientlist
+from exporter.config import BackoffConfig, ClientListConfig, Config, PollConfig, TargetConfig
 from exporter.config_targets import parse_target_url
 from exporter.poller import TargetPoller
 from exporter.snapshot import SnapshotStore
 from exporter.watchdog import Watchdog
 
 PAUSE_SECONDS = 0.25  # Redis sits idle before each call, as it does between real polls
+SERIES = ("raw", "step", "step_pure", "poll", "raw_b")
 
 
 class RawClientList:
@@ -51,7 +61,9 @@ class RawClientList:
 
 def _poller(port: int) -> TargetPoller:
     target = TargetConfig(name="bench", endpoint=parse_target_url(f"redis://127.0.0.1:{port}"))
-    config = Config(poll=PollConfig(timeout=30.0), targets=(target,))
+    # The default config, except the backoff that would skip CLIENT LIST above 5,000 clients.
+    client_list = ClientListConfig(backoff=BackoffConfig(above_clients=None))
+    config = Config(poll=PollConfig(timeout=30.0), client_list=client_list, targets=(target,))
     store = SnapshotStore()
     store.set_targets(("bench",))
     return TargetPoller(target, config, Watchdog(), store)
@@ -73,57 +85,106 @@ def _poll_with_list(poller: TargetPoller) -> Callable[[], object]:
     return run
 
 
-def measure(clients: int, rounds: int) -> dict[str, list[float]]:
+def _client_list_step(poller: TargetPoller, compiled: bool) -> Callable[[], object]:
+    """What a poll adds when CLIENT LIST is due: its own round trip, digest, render, publish."""
+    def run() -> None:
+        saved = clientlist._compiled
+        if not compiled:
+            clientlist._compiled = None
+        try:
+            [(reply, _)] = poller.conn.execute([poller._client_list_command()])
+            poller._digest_client_list(reply, time.monotonic())
+            poller.publish()
+        finally:
+            clientlist._compiled = saved
+    return run
+
+
+def measure(clients: int, rounds: int, runs: int) -> list[dict[str, list[float]]]:
+    if not clientlist.compiled_scanner_available():
+        raise SystemExit("the compiled scanner is not built: pip install -e . with a C compiler")
     with redis_with_clients(clients) as port:
         raw = RawClientList(port)
         poller = _poller(port)
-        poll = _poll_with_list(poller)
+        actions: dict[str, Callable[[], object]] = {
+            "raw": raw, "step": _client_list_step(poller, True),
+            "step_pure": _client_list_step(poller, False),
+            "poll": _poll_with_list(poller), "raw_b": raw}
         for _ in range(2):  # warm-up: connect, learn the version, first CLIENT LIST
-            poll()
-            raw()
-        series: dict[str, list[float]] = {"raw": [], "raw_b": [], "poll": [], "cpu": []}
-        for _ in range(rounds):
-            series["raw"].append(_timed(raw)[0])
-            wall, cpu = _timed(poll)
-            series["poll"].append(wall)
-            series["cpu"].append(cpu)
-            series["raw_b"].append(_timed(raw)[0])
-        series["bytes"] = [float(poller.stats.client_list_bytes or 0)]
+            for action in actions.values():
+                action()
+        results = []
+        for _ in range(runs):
+            series: dict[str, list[float]] = {}
+            for _ in range(rounds):
+                for name, action in actions.items():
+                    wall, cpu = _timed(action)
+                    series.setdefault(name, []).append(wall)
+                    series.setdefault(f"{name}_cpu", []).append(cpu)
+            series["bytes"] = [float(poller.stats.client_list_bytes or 0)]
+            results.append(series)
         poller.close()
         raw.sock.close()
-    return series
+    return results
 
 
-def _fmt(values: list[float], scale: float = 1000.0, digits: int = 2) -> str:
-    return (f"{statistics.median(values) * scale:.{digits}f} "
-            f"({min(values) * scale:.{digits}f}..{max(values) * scale:.{digits}f})")
+def _run_medians(results: list[dict[str, list[float]]], name: str, over: str | None = None,
+                 ) -> list[float]:
+    """Per run: the median of `name` (or of name/over per round)."""
+    medians = []
+    for series in results:
+        values = series[name] if over is None else [
+            value / base for value, base in zip(series[name], series[over])]
+        medians.append(statistics.median(values))
+    return medians
 
 
-def report(results: dict[int, dict[str, list[float]]]) -> str:
+def _spread(values: list[float], scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+    """min / median / max over the runs."""
+    return " / ".join(f"{v * scale:.{digits}f}{unit}"
+                      for v in (min(values), statistics.median(values), max(values)))
+
+
+def report(all_results: dict[int, list[dict[str, list[float]]]], rounds: int) -> str:
+    runs = len(next(iter(all_results.values())))
     lines = [
-        "| clients | reply bytes | raw CLIENT LIST ms | exporter poll ms | ratio poll/raw | "
-        "A/A raw/raw | exporter CPU ms per poll |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"Each cell: min / median / max over {runs} runs of the per-run median over {rounds} "
+        "interleaved rounds; ratios are taken per round. Times in ms.",
+        "",
+        "| clients | reply bytes | raw CLIENT LIST | step (compiled) | step / raw | "
+        "step pure / raw | whole poll / raw | A/A raw / raw | CPU per step compiled | "
+        "CPU per step pure |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for clients, series in results.items():
-        ratio = [p / r for p, r in zip(series["poll"], series["raw"])]
-        same = [b / a for a, b in zip(series["raw"], series["raw_b"])]
+    for clients, results in all_results.items():
+        ms = 1000.0
         lines.append(
-            f"| {clients:,} | {int(series['bytes'][0]):,} | {_fmt(series['raw'])} | "
-            f"{_fmt(series['poll'])} | {_fmt(ratio, 1.0)}x | {_fmt(same, 1.0)}x | "
-            f"{_fmt(series['cpu'])} |")
+            f"| {clients:,} | {int(results[0]['bytes'][0]):,} "
+            f"| {_spread(_run_medians(results, 'raw'), ms)} "
+            f"| {_spread(_run_medians(results, 'step'), ms)} "
+            f"| {_spread(_run_medians(results, 'step', 'raw'), unit='x')} "
+            f"| {_spread(_run_medians(results, 'step_pure', 'raw'), unit='x')} "
+            f"| {_spread(_run_medians(results, 'poll', 'raw'), unit='x')} "
+            f"| {_spread(_run_medians(results, 'raw_b', 'raw'), unit='x')} "
+            f"| {_spread(_run_medians(results, 'step_cpu'), ms)} "
+            f"| {_spread(_run_medians(results, 'step_pure_cpu'), ms)} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1000, 10000, 19900])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--markdown", help="also write the table to this file")
     options = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    results = {n: measure(n, options.rounds) for n in options.clients}
-    print(f"Medians (min..max) over {options.rounds} interleaved rounds; ratios per round.")
-    print(report(results))
+    results = {n: measure(n, options.rounds, options.runs) for n in options.clients}
+    table = report(results, options.rounds)
+    print(table)
+    if options.markdown:
+        with open(options.markdown, "w", encoding="utf-8") as handle:
+            handle.write(table + "\n")
     return 0
 
 
