@@ -505,6 +505,45 @@ static inline const unsigned char *next_space(Stops *stops, const unsigned char 
     return p < limit ? p : limit;
 }
 
+/* The start of the token `count` tokens after the one at p, or NULL when the line ends
+ * first: within a window, one popcount and a bit-clear per token. */
+static inline const unsigned char *skip_tokens(Stops *stops, const unsigned char *p,
+                                               Py_ssize_t count,
+                                               const unsigned char *line_end,
+                                               const unsigned char *end) {
+#if defined(__SSE2__)
+    while (count > 0 && p < line_end) {
+        if (stops->base != NULL && p >= stops->base && p < stops->base + 64) {
+            uint64_t mask = stops->mask >> (p - stops->base);
+            Py_ssize_t spaces = __builtin_popcountll(mask);
+            if (spaces >= count) {
+                while (--count > 0) {
+                    mask &= mask - 1;
+                }
+                const unsigned char *space = p + __builtin_ctzll(mask);
+                return space < line_end ? space + 1 : NULL;
+            }
+            count -= spaces;  /* spaces past line_end only make p pass it: NULL below */
+            p = stops->base + 64;
+            continue;
+        }
+        if (end - p < 64) {
+            break;
+        }
+        stops->base = p;
+        stops->mask = stop_mask(p);
+    }
+#endif
+    for (; count > 0; count--) {
+        const unsigned char *space = next_space(stops, p, line_end, end);
+        if (space >= line_end) {
+            return NULL;
+        }
+        p = space + 1;
+    }
+    return p;
+}
+
 /* Line state: the wanted values seen so far. */
 typedef struct {
     Slice groups[MAX_FIELDS];
@@ -585,12 +624,12 @@ static int fast_line(Scan *scan, Stops *stops, const unsigned char *p,
                      const unsigned char *line_end, const unsigned char *end, Line *line) {
     Py_ssize_t position = 0;
     for (Py_ssize_t i = 0; i < scan->npicks; i++) {
-        for (; position < scan->picks[i]; position++) {
-            const unsigned char *space = next_space(stops, p, line_end, end);
-            if (space >= line_end) {
+        if (position < scan->picks[i]) {
+            p = skip_tokens(stops, p, scan->picks[i] - position, line_end, end);
+            if (p == NULL) {
                 return -1;
             }
-            p = space + 1;
+            position = scan->picks[i];
         }
         const Field *field = &scan->order[position];
         if (line_end - p <= field->len || p[field->len] != '='

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporter.clientlist import ClientListSpec, Histogram, summarize_client_list
+from exporter.clientlist import ClientListSpec, Histogram, RawReply, summarize_client_list
 from exporter.config import ClientListConfig
 from exporter.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
 
@@ -37,7 +37,7 @@ def client_list_spec(config: ClientListConfig) -> ClientListSpec:
     )
 
 
-def aggregate_client_list(raw: bytes | bytearray, config: ClientListConfig, state: AggregateState,
+def aggregate_client_list(raw: RawReply, config: ClientListConfig, state: AggregateState,
                           spec: ClientListSpec | None = None) -> ClientAggregate:
     summary = summarize_client_list(raw, spec or client_list_spec(config))
     group_by = config.group_by

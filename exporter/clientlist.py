@@ -57,6 +57,8 @@ INTEGER_KEYS = frozenset({
 })
 # Columns whose values vary per client (a Counter would hold one entry per client).
 VARIED_KEYS = frozenset({b"idle", b"age"})
+# A CLIENT LIST reply as the poll connection hands it over (see exporter/resp.py).
+RawReply = bytes | bytearray | memoryview
 # The field order is sampled from the first lines, within this many bytes.
 SAMPLE_BYTES = 64 * 1024
 # A line with neither key is no client line (counted as malformed).
@@ -118,7 +120,7 @@ def compiled_scanner_available() -> bool:
     return _compiled is not None
 
 
-def summarize_client_list(raw: bytes | bytearray, spec: ClientListSpec, *,
+def summarize_client_list(raw: RawReply, spec: ClientListSpec, *,
                           compiled: bool = True) -> ClientListSummary:
     """Count clients per raw group tuple and fill the histograms, in one pass over `raw`.
 
@@ -131,11 +133,11 @@ def summarize_client_list(raw: bytes | bytearray, spec: ClientListSpec, *,
         summary = _summarize_compiled(raw, spec, keys, present)
         if summary is not None:
             return summary
-    # The pure path splits lines into dict keys: those must be bytes, not bytearray.
+    # The pure path splits lines into dict keys: those must be bytes.
     return _summarize_pure(bytes(raw), spec, keys, wanted, present)
 
 
-def _summarize_compiled(raw: bytes | bytearray, spec: ClientListSpec, keys: list[bytes],
+def _summarize_compiled(raw: RawReply, spec: ClientListSpec, keys: list[bytes],
                         present: list[bytes]) -> ClientListSummary | None:
     assert _compiled is not None
     # Each key once (client_type reads flags too); keys the sampled lines lack are left out,
@@ -337,17 +339,24 @@ def _label_groups(combos: Iterable[tuple[bytes | None, tuple[bytes | None, ...],
     """(raw flags, raw group values, clients, clients idle past the threshold) -> label tuples."""
     groups: Counter[tuple[str, ...]] = Counter()
     idle_groups: Counter[tuple[str, ...]] = Counter()
-    converters = [_CONVERTERS.get(name, _text) for name in spec.group_by]
     for flag_value, raw_labels, count, over in combos:
-        flag_text = _text(flag_value)
-        labels = tuple(
-            client_type(flag_text) if name == "client_type" else convert(value)
-            for name, convert, value in zip(spec.group_by, converters, raw_labels)
-        )
+        labels, idle_by_design = _labels_of(spec.group_by, flag_value, raw_labels)
         groups[labels] += count
-        if over and not IDLE_BY_DESIGN_FLAGS.intersection(flag_text):
+        if over and not idle_by_design:
             idle_groups[labels] += over
     return {"groups": dict(groups), "idle_groups": dict(idle_groups)}
+
+
+@lru_cache(maxsize=8192)  # the same raw tuples come back every poll: decode each once
+def _labels_of(group_by: tuple[str, ...], flag_value: bytes | None,
+               raw_labels: tuple[bytes | None, ...]) -> tuple[tuple[str, ...], bool]:
+    """Label values of one raw tuple, and whether its flags make the client idle by design."""
+    flag_text = _text(flag_value)
+    labels = tuple(
+        client_type(flag_text) if name == "client_type" else _CONVERTERS.get(name, _text)(value)
+        for name, value in zip(group_by, raw_labels)
+    )
+    return labels, bool(IDLE_BY_DESIGN_FLAGS.intersection(flag_text))
 
 
 def _text(value: bytes | None) -> str:

@@ -65,7 +65,7 @@ def test_bulk_strings_split_across_reads(pair: tuple[socket.socket, socket.socke
     assert reader.read() == b"first!"
     body = reader.read()
     assert bytes(body) == payload
-    assert isinstance(body, bytearray if size >= LARGE_BULK else bytes)
+    assert isinstance(body, memoryview if size >= LARGE_BULK else bytes)
     assert reader.read() == b"after"
     sender.join()
 
