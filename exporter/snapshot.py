@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from exporter import metrics
 from exporter.logsetup import kv
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,15 @@ class Snapshot:
     last_poll_wall: float | None
     error_kind: str | None
     probe: str = ""  # "ok", the kind of the last probe failure, or "" (no probe yet)
+    # `families` as bytes in the order of metrics.TARGET_FAMILIES (b"" when absent), encoded
+    # once per publish (~10 us): at 1,000 targets /metrics then joins bytes, with neither a
+    # 10 MB encode nor ~40,000 dict lookups per scrape.
+    row: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "row", tuple(
+            self.families.get(family.name, "").encode("utf-8")
+            for family in metrics.TARGET_FAMILIES))
 
 
 class SnapshotStore:
