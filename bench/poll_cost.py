@@ -180,12 +180,20 @@ def main() -> int:
     options = parser.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     results = {n: measure(n, options.rounds, options.runs) for n in options.clients}
-    table = report(results, options.rounds)
+    table, met = report(results, options.rounds), True
+    checks = ["", "| clients | goal | median over runs | result |", "|---:|---|---:|---|"]
+    for clients, runs in results.items():
+        for series, goal, what in (("step", 1.3, "compiled"), ("step_pure", 1.6, "pure")):
+            ratio = statistics.median(_run_medians(runs, series, "raw"))
+            met &= ratio <= goal
+            checks.append(f"| {clients:,} | step {what} / raw <= {goal}x | {ratio:.2f}x | "
+                          f"{'pass' if ratio <= goal else 'FAIL'} |")
+    table += "\n" + "\n".join(checks)
     print(table)
     if options.markdown:
         with open(options.markdown, "w", encoding="utf-8") as handle:
             handle.write(table + "\n")
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
