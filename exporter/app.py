@@ -7,6 +7,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from exporter import clientlist
 from exporter.config import Config
 from exporter.exposition import Exposition
 from exporter.logsetup import kv
@@ -68,8 +69,9 @@ class Exporter:
         serve_in_thread(self.server)
         self.scheduler.start()
         self._ready.set()
-        log.info("listening %s", kv(address=self.bound_address(),
-                                    targets=len(self.config.targets)))
+        log.info("listening %s", kv(
+            address=self.bound_address(), targets=len(self.config.targets),
+            scanner="compiled" if clientlist.compiled_scanner_available() else "pure"))
 
     def bound_address(self) -> str:
         if self.server is None:

@@ -191,8 +191,8 @@ class PollConnection:
             if commands:
                 conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             reader = ReplyReader(conn._sock)  # not redis-py's parser: see exporter/resp.py
-            for _ in commands:
-                reply = reader.read()
+            for index in range(len(commands)):
+                reply = reader.read(last=index == len(commands) - 1)
                 if isinstance(reply, RedisConnectionError):
                     raise reply  # e.g. max number of clients: as redis-py raises it
                 replies.append((reply, time.monotonic()))

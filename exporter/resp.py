@@ -7,8 +7,8 @@ reply is received straight into a reused buffer, with no intermediate copies.
 
 Replies look as redis-py's give them with `disable_decoding=True`: bytes, int, None, lists,
 and error replies as exception values (redis-py's own classes, so `errors.classify` applies);
-a large bulk string is a memoryview of a per-thread buffer, valid until the same thread reads
-the next large reply (the poller digests it at once). Socket failures raise redis-py's
+a large last reply is a memoryview of a per-thread buffer, valid until the same thread reads
+the next one (the poller digests it at once). Socket failures raise redis-py's
 TimeoutError or ConnectionError, as its parser would.
 """
 
@@ -54,10 +54,14 @@ class ReplyReader:
         self._buffer = bytearray()
         self._start = 0  # first unread byte in _buffer
 
-    def read(self) -> Any:
-        """The next reply. Protocol errors raise InvalidResponse ("Protocol Error: ...")."""
+    def read(self, last: bool = False) -> Any:
+        """The next reply. Protocol errors raise InvalidResponse ("Protocol Error: ...").
+
+        Only the pipeline's `last` reply may be a view of this thread's shared buffer (CLIENT
+        LIST comes last); a large reply before it is copied out, as the next would overwrite it.
+        """
         try:
-            return self._reply()
+            return self._reply(last)
         except (InvalidResponse, RedisConnectionError, RedisTimeoutError):
             raise
         except TimeoutError as error:  # socket.timeout
@@ -68,12 +72,12 @@ class ReplyReader:
         except ValueError as error:  # int() of a malformed length or number
             raise InvalidResponse(f"Protocol Error: {error}") from error
 
-    def _reply(self) -> Any:
+    def _reply(self, shared: bool) -> Any:
         line = self._line()
         kind, rest = line[:1], line[1:]
         if kind == b"$":
             length = int(rest)
-            return None if length < 0 else self._bulk(length)
+            return None if length < 0 else self._bulk(length, shared)
         if kind == b"+":
             return rest
         if kind == b":":
@@ -83,7 +87,7 @@ class ReplyReader:
                 rest.decode("utf-8", "replace"))
         if kind == b"*":
             count = int(rest)
-            return None if count < 0 else [self._reply() for _ in range(count)]
+            return None if count < 0 else [self._reply(False) for _ in range(count)]
         raise InvalidResponse(f"Protocol Error: {line[:40]!r}")
 
     def _line(self) -> bytes:
@@ -95,9 +99,10 @@ class ReplyReader:
                 return line
             self._receive()
 
-    def _bulk(self, length: int) -> bytes | memoryview:
+    def _bulk(self, length: int, shared: bool) -> bytes | memoryview:
         if length >= LARGE_BULK:
-            return self._large_bulk(length)
+            view = self._large_bulk(length)
+            return view if shared else bytes(view)
         while len(self._buffer) - self._start < length + 2:
             self._receive()
         data = bytes(self._buffer[self._start:self._start + length])

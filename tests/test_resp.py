@@ -63,10 +63,25 @@ def test_bulk_strings_split_across_reads(pair: tuple[socket.socket, socket.socke
     sender = send_in_pieces(theirs, stream, 7919)  # a prime: headers split anywhere
     reader = ReplyReader(ours)
     assert reader.read() == b"first!"
-    body = reader.read()
+    body = reader.read(last=True)
     assert bytes(body) == payload
     assert isinstance(body, memoryview if size >= LARGE_BULK else bytes)
     assert reader.read() == b"after"
+    sender.join()
+
+
+def test_only_the_last_reply_shares_the_buffer(pair: tuple[socket.socket, socket.socket]
+                                               ) -> None:
+    """A large INFO before a large CLIENT LIST must not be overwritten by it."""
+    ours, theirs = pair
+    first, second = b"a" * LARGE_BULK, b"b" * LARGE_BULK
+    stream = b"".join(f"${len(body)}\r\n".encode() + body + b"\r\n" for body in (first, second))
+    sender = send_in_pieces(theirs, stream, 65536)
+    reader = ReplyReader(ours)
+    info = reader.read()
+    listing = reader.read(last=True)
+    assert isinstance(info, bytes) and info == first
+    assert bytes(listing) == second
     sender.join()
 
 
