@@ -347,7 +347,7 @@ def _label_groups(combos: Iterable[tuple[bytes | None, tuple[bytes | None, ...],
     return {"groups": dict(groups), "idle_groups": dict(idle_groups)}
 
 
-@lru_cache(maxsize=8192)  # the same raw tuples come back every poll: decode each once
+@lru_cache(maxsize=2048)  # the same raw tuples come back every poll: decode each once
 def _labels_of(group_by: tuple[str, ...], flag_value: bytes | None,
                raw_labels: tuple[bytes | None, ...]) -> tuple[tuple[str, ...], bool]:
     """Label values of one raw tuple, and whether its flags make the client idle by design."""
