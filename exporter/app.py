@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from exporter import clientlist
-from exporter.config import Config
+from exporter.config import Config, TargetConfig
+from exporter.config_loader import ConfigError
 from exporter.exposition import Exposition
 from exporter.logsetup import kv
 from exporter.poller import TargetPoller
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 class WebSettings:
     listen_address: str = ":9379"
     telemetry_path: str = "/metrics"
+    enable_lifecycle: bool = False  # POST /-/reload, as Prometheus' --web.enable-lifecycle
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -44,28 +47,84 @@ class _IPv6Server(ExporterHTTPServer):
 class Exporter:
     """One running exporter; `start` binds and polls, `stop` closes everything."""
 
-    def __init__(self, config: Config, web: WebSettings) -> None:
+    def __init__(self, config: Config, web: WebSettings,
+                 loader: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.web = web
+        self.loader = loader  # re-reads the configuration on reload; None: nothing to re-read
         self.store = SnapshotStore()
         self.self_metrics = SelfMetrics()
         self.watchdog = Watchdog()
         self.store.set_targets(tuple(target.name for target in config.targets))
-        self.pollers = [TargetPoller(target, config, self.watchdog, self.store,
-                                     observe=self.self_metrics.observe)
-                        for target in config.targets]
+        self.pollers = [self._new_poller(target, config) for target in config.targets]
         for poller in self.pollers:
             poller.publish()
         self.scheduler = Scheduler(self.pollers, config.poll, self.watchdog)
         self.exposition = Exposition(self.store, self.self_metrics)
         self.server: ExporterHTTPServer | None = None
         self._ready = threading.Event()
+        self._reload_lock = threading.Lock()
+
+    def _new_poller(self, target: TargetConfig, config: Config) -> TargetPoller:
+        return TargetPoller(target, config, self.watchdog, self.store,
+                            observe=self.self_metrics.observe)
+
+    def reload(self) -> list[str]:
+        """Re-read the configuration and apply it; the problems, if it was rejected.
+
+        A bad configuration is rejected as a whole: the running one stays, every problem is
+        logged with its key path, and config_last_reload_successful goes to 0.
+        """
+        if self.loader is None:
+            return []
+        with self._reload_lock:
+            try:
+                config = self.loader()
+            except ConfigError as error:
+                for problem in error.problems:
+                    log.error("reload rejected %s", kv(problem=problem))
+                self.self_metrics.reload_ok.set(0)
+                self.store.touch()
+                return list(error.problems)
+            self._apply(config)
+            self.self_metrics.reload_ok.set(1)
+            self.store.touch()
+            return []
+
+    def _apply(self, new: Config) -> None:
+        """Swap in `new`: pollers of unchanged targets (and their connections) are kept,
+        removed targets' pools close and their series go, added or changed ones start."""
+        same_settings = replace(new, targets=()) == replace(self.config, targets=())
+        current = {poller.target.name: poller for poller in self.pollers}
+        pollers = []
+        for target in new.targets:
+            old = current.get(target.name)
+            if old is not None and same_settings and old.target == target:
+                pollers.append(old)
+            else:
+                pollers.append(self._new_poller(target, new))
+        previous = {id(poller) for poller in self.pollers}
+        started = [poller for poller in pollers if id(poller) not in previous]
+        closed = [poller for poller in self.pollers if poller not in pollers]
+        if not self.scheduler.drain():
+            log.warning("reload: a poll overran its timeout while draining")
+        for poller in closed:
+            poller.close()
+        self.store.set_targets(tuple(target.name for target in new.targets))
+        for poller in started:
+            poller.publish()
+        self.pollers, self.config = pollers, new
+        self.scheduler = Scheduler(pollers, new.poll, self.watchdog)
+        self.scheduler.start()
+        log.info("reloaded %s", kv(targets=len(pollers), started=len(started),
+                                   closed=len(closed)))
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)
         server_class = _IPv6Server if ":" in host else ExporterHTTPServer
-        self.server = server_class((host, port), self.exposition, self.store,
-                                   self.web.telemetry_path, self._ready.is_set)
+        self.server = server_class(
+            (host, port), self.exposition, self.store, self.web.telemetry_path,
+            self._ready.is_set, reload=self.reload if self.web.enable_lifecycle else None)
         serve_in_thread(self.server)
         self.scheduler.start()
         self._ready.set()

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from exporter import __version__
@@ -58,6 +58,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
            help="address to serve HTTP on (default :9379)")
     option("--web.telemetry-path", dest="telemetry_path", default="/metrics",
            help="path of the metrics (default /metrics)")
+    option("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+           help="enable POST /-/reload (SIGHUP always reloads)")
     option("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
     option("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     parser.add_argument("--check-config", action="store_true",
@@ -127,30 +129,38 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.check_config:
         print(f"config OK: {len(config.targets)} target(s)")
         return EXIT_OK
-    return run(config, WebSettings(args.listen_address, args.telemetry_path))
+    web = WebSettings(args.listen_address, args.telemetry_path, args.enable_lifecycle)
+    return run(config, web, lambda: load(args, env))
 
 
-def run(config: Config, web: WebSettings) -> int:
-    exporter = Exporter(config, web)
+def run(config: Config, web: WebSettings, loader: Callable[[], Config] | None = None) -> int:
+    exporter = Exporter(config, web, loader)
     try:
         exporter.start()
     except OSError as error:
         log.error("cannot listen %s", kv(address=web.listen_address, err=error.strerror))
         exporter.stop()
         return EXIT_FAILURE
-    stop = threading.Event()
+    stop, reload, wake = threading.Event(), threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("stopping %s", kv(signal=signal.Signals(signum).name))
         stop.set()
+        wake.set()
 
     def request_reload(_signum: int, _frame: object) -> None:
-        log.warning("SIGHUP received; reload is not implemented yet, restart to apply changes")
+        reload.set()  # reloaded here in the main loop, not inside the signal handler
+        wake.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reload)
-    while not stop.wait(1.0):
-        pass
+    while not stop.is_set():
+        wake.wait(1.0)
+        wake.clear()
+        if reload.is_set() and not stop.is_set():
+            reload.clear()
+            log.info("reloading %s", kv(signal="SIGHUP"))
+            exporter.reload()
     exporter.stop()
     return EXIT_OK

@@ -183,10 +183,20 @@ class Scheduler:
         """Abort in-flight sockets, stop the workers and close every poll connection."""
         self._stopping.set()
         self._watchdog.abort_all()
+        self._join(timeout)
+        for poller in self._pollers:
+            poller.close()
+
+    def drain(self) -> bool:
+        """Stop taking work and let in-flight polls and probes finish (a reload: the pollers
+        and their connections live on in the next scheduler). False if a worker overran."""
+        self._stopping.set()
+        return self._join(self._poll.timeout + 1.0)
+
+    def _join(self, timeout: float) -> bool:
         with self._cond:
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
-        for poller in self._pollers:
-            poller.close()
+        return not any(thread.is_alive() for thread in self._threads)

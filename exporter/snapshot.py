@@ -58,6 +58,11 @@ class SnapshotStore:
                                if name in names}
             self._generation += 1
 
+    def touch(self) -> None:
+        """A global series changed (the reload gauge): the next /metrics rebuilds its body."""
+        with self._lock:
+            self._generation += 1
+
     def put(self, snapshot: Snapshot) -> None:
         with self._lock:
             if snapshot.target not in self._order:

@@ -1,4 +1,5 @@
-"""HTTP surface: /metrics, /, /-/healthy, /-/ready. Keep-alive, TCP_NODELAY, backlog 256."""
+"""HTTP surface: /metrics, /, /-/healthy, /-/ready, /-/reload. Keep-alive, TCP_NODELAY,
+backlog 256."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], exposition: Exposition, store: SnapshotStore,
                  telemetry_path: str, ready: Callable[[], bool],
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 reload: Callable[[], list[str]] | None = None) -> None:
         self.exposition = exposition
+        self.reload = reload  # None unless --web.enable-lifecycle
         self.store = store
         self.telemetry_path = telemetry_path
         self.ready = ready
@@ -49,6 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html; charset=utf-8", landing_page(self.server).encode())
         elif path in ("/-/healthy", "/health"):
             self._send(200, "text/plain; charset=utf-8", b"Healthy\n")
+        elif path == "/-/reload":
+            self._send(405, "text/plain; charset=utf-8", b"Only POST or PUT requests allowed\n",
+                       {"Allow": "POST, PUT"})
         elif path == "/-/ready":
             if self.server.ready():
                 self._send(200, "text/plain; charset=utf-8", b"Ready\n")
@@ -59,6 +65,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         self.do_GET()
+
+    def do_POST(self) -> None:
+        """Only /-/reload, and only with --web.enable-lifecycle (as in Prometheus)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(min(length, 65536))  # keep the connection usable
+        if urlsplit(self.path).path != "/-/reload":
+            self._send(404, "text/plain; charset=utf-8", b"Not found\n")
+        elif self.server.reload is None:
+            self._send(403, "text/plain; charset=utf-8", b"Lifecycle API is not enabled.\n")
+        else:
+            problems = self.server.reload()
+            if problems:  # key paths and messages only: never a secret
+                text = "failed to reload config:\n" + "".join(f"{p}\n" for p in problems)
+                self._send(500, "text/plain; charset=utf-8", text.encode())
+            else:
+                self._send(200, "text/plain; charset=utf-8", b"")
+
+    def do_PUT(self) -> None:
+        self.do_POST()
 
     def _metrics(self) -> None:
         encodings = self.headers.get("Accept-Encoding", "")

@@ -1,0 +1,191 @@
+"""Hot reload: POST /-/reload (with --web.enable-lifecycle) and SIGHUP re-read the config file.
+
+Real redis-servers; what changed is checked as Redis sees it (CLIENT LIST: which exporter
+connections exist, and whether a kept target kept its connection) and on /metrics.
+"""
+
+from __future__ import annotations
+
+import http.client
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.app import Exporter, WebSettings
+from exporter.config_loader import load_config_file
+from exporter.connection import CLIENT_NAME
+from tests.conftest import metrics_url
+from tests.support.clients import RawClient
+from tests.support.process import ExporterProcess
+from tests.support.redis_server import RedisServer
+from tests.support.scrape import fetch, value, values, wait_for
+
+FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
+RELOAD_OK = "redis_connection_exporter_config_last_reload_successful"
+UP = "redis_up"
+
+RedisFactory = Callable[..., RedisServer]
+
+
+def write_config(path: Path, targets: dict[str, str], **extra: Any) -> None:
+    raw: dict[str, Any] = {"poll": FAST, "defaults": {"connect_probe": {"enabled": False}},
+                           "targets": [{"name": name, "url": url}
+                                       for name, url in targets.items()]}
+    raw.update(extra)
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+
+
+def exporter_ids(port: int) -> list[str]:
+    """Client ids of the exporter's connections to this server, from CLIENT LIST."""
+    client = RawClient(port)
+    try:
+        text = client.call("CLIENT", "LIST").decode()
+    finally:
+        client.close()
+    fields = [dict(token.split("=", 1) for token in line.split(" ") if "=" in token)
+              for line in text.splitlines() if line]
+    return [line["id"] for line in fields if line.get("name") == CLIENT_NAME]
+
+
+def post(exporter_address: str, path: str = "/-/reload", method: str = "POST"
+         ) -> tuple[int, str]:
+    host, port = exporter_address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def file_exporter(tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
+    """An in-process exporter that reads `tmp_path/config.yaml`, lifecycle API on."""
+    running: list[Exporter] = []
+
+    def make(lifecycle: bool = True) -> Exporter:
+        path = tmp_path / "config.yaml"
+        exporter = Exporter(load_config_file(str(path)),
+                            WebSettings("127.0.0.1:0", enable_lifecycle=lifecycle),
+                            loader=lambda: load_config_file(str(path)))
+        exporter.start()
+        running.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in running:
+        exporter.stop()
+
+
+def up_targets(exporter: Exporter) -> dict[str, float]:
+    return {labels["target"]: number for labels, number in values(fetch(metrics_url(exporter)),
+                                                                    UP)}
+
+
+def test_reload_adds_removes_and_keeps_targets(
+        tmp_path: Path, redis_factory: RedisFactory,
+        file_exporter: Callable[..., Exporter]) -> None:
+    kept_server, removed_server, added_server = (redis_factory() for _ in range(3))
+    path = tmp_path / "config.yaml"
+    write_config(path, {"kept": kept_server.url, "removed": removed_server.url})
+    exporter = file_exporter()
+    wait_for(lambda: up_targets(exporter) == {"kept": 1.0, "removed": 1.0},
+             message="both targets up")
+    kept_id = exporter_ids(kept_server.port)
+    assert len(kept_id) == 1 and len(exporter_ids(removed_server.port)) == 1
+
+    write_config(path, {"kept": kept_server.url, "added": added_server.url})
+    status, body = post(exporter.bound_address())
+    assert (status, body) == (200, "")
+
+    wait_for(lambda: up_targets(exporter) == {"kept": 1.0, "added": 1.0},
+             message="the added target up, the removed one gone")
+    text = fetch(metrics_url(exporter))
+    assert 'target="removed"' not in text  # every series of a removed target disappears
+    assert value(text, RELOAD_OK) == 1
+    assert exporter_ids(removed_server.port) == []  # its pool is closed
+    assert exporter_ids(kept_server.port) == kept_id  # the unchanged target kept its connection
+    assert len(exporter_ids(added_server.port)) == 1
+
+
+def test_changed_target_is_restarted_with_its_new_settings(
+        tmp_path: Path, redis_factory: RedisFactory,
+        file_exporter: Callable[..., Exporter]) -> None:
+    first, second = redis_factory(), redis_factory()
+    path = tmp_path / "config.yaml"
+    write_config(path, {"cache": first.url})
+    exporter = file_exporter()
+    wait_for(lambda: up_targets(exporter) == {"cache": 1.0}, message="cache up")
+
+    write_config(path, {"cache": second.url})  # same name, another server
+    assert post(exporter.bound_address())[0] == 200
+    wait_for(lambda: len(exporter_ids(second.port)) == 1, message="polling the new server")
+    assert exporter_ids(first.port) == []
+
+
+def test_bad_file_is_rejected_as_a_whole_and_the_old_config_keeps_running(
+        tmp_path: Path, redis_factory: RedisFactory, file_exporter: Callable[..., Exporter],
+        caplog: pytest.LogCaptureFixture) -> None:
+    server, other = redis_factory(), redis_factory()
+    path = tmp_path / "config.yaml"
+    write_config(path, {"cache": server.url})
+    exporter = file_exporter()
+    wait_for(lambda: up_targets(exporter) == {"cache": 1.0}, message="cache up")
+    connection = exporter_ids(server.port)
+
+    # One good change (a new target) and two errors: nothing of it may be applied.
+    raw = {"poll": {**FAST, "interval": "soon"},
+           "targets": [{"name": "cache", "url": server.url},
+                       {"name": "other", "url": other.url, "bogus": 1}]}
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    status, body = post(exporter.bound_address())
+
+    assert status == 500
+    assert "poll.interval" in body and "targets[1].bogus" in body
+    text = fetch(metrics_url(exporter))
+    assert value(text, RELOAD_OK) == 0
+    assert up_targets(exporter) == {"cache": 1.0}
+    assert exporter_ids(server.port) == connection and exporter_ids(other.port) == []
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "poll.interval" in logged and "targets[1].bogus" in logged
+
+    write_config(path, {"cache": server.url})  # fixed: the gauge comes back
+    assert post(exporter.bound_address()) == (200, "")
+    assert value(fetch(metrics_url(exporter)), RELOAD_OK) == 1
+
+
+def test_lifecycle_api_is_off_by_default_and_post_only(
+        tmp_path: Path, redis_factory: RedisFactory,
+        file_exporter: Callable[..., Exporter]) -> None:
+    write_config(tmp_path / "config.yaml", {"cache": redis_factory().url})
+    closed = file_exporter(lifecycle=False)
+    assert post(closed.bound_address())[0] == 403
+    opened = file_exporter(lifecycle=True)
+    assert post(opened.bound_address(), method="GET")[0] == 405
+    assert post(opened.bound_address(), method="PUT") == (200, "")
+    assert post(opened.bound_address(), path="/-/other")[0] == 404
+
+
+def test_sighup_reloads_a_running_process(tmp_path: Path, redis_factory: RedisFactory) -> None:
+    first, second = redis_factory(), redis_factory()
+    path = tmp_path / "config.yaml"
+    write_config(path, {"first": first.url})
+    proc = ExporterProcess.serving(str(path))
+    try:
+        url = f"{proc.base}/metrics"
+        wait_for(lambda: value(fetch(url), UP, target="first") == 1, message="first up")
+        write_config(path, {"first": first.url, "second": second.url})
+        proc.signal(signal.SIGHUP)
+        wait_for(lambda: value(fetch(url), UP, target="second") == 1,
+                 message="second target polled after SIGHUP")
+        assert value(fetch(url), RELOAD_OK) == 1
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        stderr = proc.finish()
+    assert "reloaded" in stderr and "Traceback" not in stderr
