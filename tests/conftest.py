@@ -12,6 +12,7 @@ import yaml
 
 from exporter import clientlist
 from exporter.app import Exporter, WebSettings
+from exporter.config import Config
 from exporter.config_loader import build_config
 from tests.support.clients import RawClient
 from tests.support.redis_server import RedisServer, start_redis
@@ -60,12 +61,15 @@ def redis_server(redis_factory: Callable[..., RedisServer]) -> RedisServer:
 
 @pytest.fixture
 def exporter_factory() -> Iterator[Callable[..., Exporter]]:
-    """Run the exporter in this process on a free port with a config given as a dict."""
+    """Run the exporter in this process on a free port, with a config (or a dict of one)."""
     running: list[Exporter] = []
 
-    def make(raw: dict[str, Any], env: dict[str, str] | None = None) -> Exporter:
-        config = build_config(yaml.safe_load(yaml.safe_dump(raw)), env=env or {})
-        exporter = Exporter(config, WebSettings(listen_address="127.0.0.1:0"))
+    def make(raw: dict[str, Any] | Config, env: dict[str, str] | None = None,
+             web: WebSettings | None = None, loader: Callable[[], Config] | None = None,
+             ) -> Exporter:
+        config = raw if isinstance(raw, Config) else build_config(
+            yaml.safe_load(yaml.safe_dump(raw)), env=env or {})
+        exporter = Exporter(config, web or WebSettings(listen_address="127.0.0.1:0"), loader)
         exporter.start()
         running.append(exporter)
         return exporter

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import http.client
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +64,16 @@ def post(exporter_address: str, path: str = "/-/reload", method: str = "POST"
 
 
 @pytest.fixture
-def file_exporter(tmp_path: Path) -> Iterator[Callable[..., Exporter]]:
+def file_exporter(tmp_path: Path, exporter_factory: Callable[..., Exporter]
+                  ) -> Callable[..., Exporter]:
     """An in-process exporter that reads `tmp_path/config.yaml`, lifecycle API on."""
-    running: list[Exporter] = []
+    path = str(tmp_path / "config.yaml")
 
     def make(lifecycle: bool = True) -> Exporter:
-        path = tmp_path / "config.yaml"
-        exporter = Exporter(load_config_file(str(path)),
-                            WebSettings("127.0.0.1:0", enable_lifecycle=lifecycle),
-                            loader=lambda: load_config_file(str(path)))
-        exporter.start()
-        running.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in running:
-        exporter.stop()
+        return exporter_factory(load_config_file(path),
+                                web=WebSettings("127.0.0.1:0", enable_lifecycle=lifecycle),
+                                loader=lambda: load_config_file(path))
+    return make
 
 
 def up_targets(exporter: Exporter) -> dict[str, float]:
