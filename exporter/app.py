@@ -19,6 +19,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore
 from exporter.watchdog import Watchdog
 from exporter.web import ExporterHTTPServer, serve_in_thread
+from exporter.webconfig import BasicAuth, WebConfig, load_web_config, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class WebSettings:
     listen_address: str = ":9379"
     telemetry_path: str = "/metrics"
     enable_lifecycle: bool = False  # POST /-/reload, as Prometheus' --web.enable-lifecycle
+    config_file: str | None = None  # --web.config.file: TLS and basic auth (exporter-toolkit)
 
 
 def parse_listen_address(address: str) -> tuple[str, int]:
@@ -48,9 +50,14 @@ class Exporter:
     """One running exporter; `start` binds and polls, `stop` closes everything."""
 
     def __init__(self, config: Config, web: WebSettings,
-                 loader: Callable[[], Config] | None = None) -> None:
+                 loader: Callable[[], Config] | None = None,
+                 web_config: WebConfig | None = None) -> None:
         self.config = config
         self.web = web
+        # The CLI parses the file first (a bad one exits 2); in-process users may leave it to us.
+        if web_config is None and web.config_file:
+            web_config = load_web_config(web.config_file)
+        self.web_config = web_config
         self.loader = loader  # re-reads the configuration on reload; None: nothing to re-read
         self.store = SnapshotStore()
         self.self_metrics = SelfMetrics()
@@ -122,14 +129,19 @@ class Exporter:
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)
         server_class = _IPv6Server if ":" in host else ExporterHTTPServer
+        web_config = self.web_config
+        tls = web_config.tls if web_config else None
         self.server = server_class(
             (host, port), self.exposition, self.store, self.web.telemetry_path,
-            self._ready.is_set, reload=self.reload if self.web.enable_lifecycle else None)
+            self._ready.is_set, reload=self.reload if self.web.enable_lifecycle else None,
+            ssl_context=server_ssl_context(tls) if tls else None,
+            auth=BasicAuth(web_config.users) if web_config and web_config.users else None)
         serve_in_thread(self.server)
         self.scheduler.start()
         self._ready.set()
         log.info("listening %s", kv(
             address=self.bound_address(), targets=len(self.config.targets),
+            tls=tls is not None, basic_auth=self.server.auth is not None,
             scanner="compiled" if clientlist.compiled_scanner_available() else "pure"))
 
     def bound_address(self) -> str:

@@ -21,6 +21,7 @@ from exporter.config import Config
 from exporter.config_loader import DEFAULT_URL, ConfigError, build_config, load_config_file
 from exporter.config_targets import parse_target_url
 from exporter.logsetup import LEVELS, configure, kv
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 ENV_PREFIX = "REDIS_CONNECTION_EXPORTER_"
@@ -58,6 +59,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
            help="address to serve HTTP on (default :9379)")
     option("--web.telemetry-path", dest="telemetry_path", default="/metrics",
            help="path of the metrics (default /metrics)")
+    option("--web.config.file", dest="web_config_file", metavar="FILE",
+           help="exporter-toolkit web config: TLS and basic auth on every HTTP path")
     option("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
            help="enable POST /-/reload (SIGHUP always reloads)")
     option("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
@@ -116,25 +119,41 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     args = parse_args(argv, env)
     configure(args.log_level, args.log_format)
+    web_config, problems = _web_config(args.web_config_file)
     try:
         parse_listen_address(args.listen_address)
         config = load(args, env)
     except ConfigError as error:
-        for problem in error.problems:
-            print(f"config error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
+        problems[:0] = [f"config error: {problem}" for problem in error.problems]
     except ValueError as error:
-        print(f"flag error: {error}", file=sys.stderr)
+        problems.insert(0, f"flag error: {error}")
+    if problems:  # both files' problems at once, then exit before binding
+        print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
         print(f"config OK: {len(config.targets)} target(s)")
+        if web_config is not None:
+            print(f"web config OK: tls={web_config.tls is not None} "
+                  f"basic_auth_users={len(web_config.users)}")
         return EXIT_OK
-    web = WebSettings(args.listen_address, args.telemetry_path, args.enable_lifecycle)
-    return run(config, web, lambda: load(args, env))
+    web = WebSettings(args.listen_address, args.telemetry_path, args.enable_lifecycle,
+                      args.web_config_file)
+    return run(config, web, lambda: load(args, env), web_config)
 
 
-def run(config: Config, web: WebSettings, loader: Callable[[], Config] | None = None) -> int:
-    exporter = Exporter(config, web, loader)
+def _web_config(path: str | None) -> tuple[WebConfig | None, list[str]]:
+    """The parsed --web.config.file, or its problems (key paths, never a hash)."""
+    if not path:
+        return None, []
+    try:
+        return load_web_config(path), []
+    except WebConfigError as error:
+        return None, [f"web config error: {problem}" for problem in error.problems]
+
+
+def run(config: Config, web: WebSettings, loader: Callable[[], Config] | None = None,
+        web_config: WebConfig | None = None) -> int:
+    exporter = Exporter(config, web, loader, web_config)
     try:
         exporter.start()
     except OSError as error:

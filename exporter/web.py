@@ -1,23 +1,29 @@
 """HTTP surface: /metrics, /, /-/healthy, /-/ready, /-/reload. Keep-alive, TCP_NODELAY,
-backlog 256."""
+backlog 256; TLS and basic auth on every path when --web.config.file sets them."""
 
 from __future__ import annotations
 
 import html
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.exposition import Exposition
+from exporter.logsetup import kv
 from exporter.snapshot import SnapshotStore
+from exporter.webconfig import BasicAuth
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+HANDSHAKE_TIMEOUT = 10.0  # a client that stalls its TLS handshake holds only its own thread
 
 
 class ExporterHTTPServer(ThreadingHTTPServer):
@@ -28,8 +34,12 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], exposition: Exposition, store: SnapshotStore,
                  telemetry_path: str, ready: Callable[[], bool],
                  wall_clock: Callable[[], float] = time.time,
-                 reload: Callable[[], list[str]] | None = None) -> None:
+                 reload: Callable[[], list[str]] | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 auth: BasicAuth | None = None) -> None:
         self.exposition = exposition
+        self.ssl_context = ssl_context  # None: plain HTTP
+        self.auth = auth  # None: no basic auth
         self.reload = reload  # None unless --web.enable-lifecycle
         self.store = store
         self.telemetry_path = telemetry_path
@@ -37,12 +47,49 @@ class ExporterHTTPServer(ThreadingHTTPServer):
         self.wall_clock = wall_clock
         super().__init__(address, _Handler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Only wrapped here; the handshake runs in the request's thread (finish_request), so a
+        # slow or silent client never blocks the accept loop.
+        sock, address = super().get_request()
+        if self.ssl_context is None:
+            return sock, address
+        try:
+            return self.ssl_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False), address
+        except OSError:
+            sock.close()
+            raise
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(HANDSHAKE_TIMEOUT)
+                request.do_handshake()
+            except (OSError, ValueError) as error:  # plain HTTP, wrong or no client cert...
+                log.debug("tls handshake failed %s", kv(client=client_address[0], err=error))
+                return
+        super().finish_request(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: ExporterHTTPServer
     timeout = 60
+
+    def parse_request(self) -> bool:
+        """Every path, health and reload included, is behind basic auth when it is set."""
+        if not super().parse_request():
+            return False
+        auth = self.server.auth
+        if auth is None or auth.check(self.headers.get("Authorization")):
+            return True
+        extra = {"WWW-Authenticate": "Basic"}
+        if self.command not in ("GET", "HEAD"):  # an unread body would break keep-alive
+            self.close_connection = True
+            extra["Connection"] = "close"
+        self._send(401, "text/plain; charset=utf-8", b"Unauthorized\n", extra)
+        return False
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
