@@ -108,6 +108,10 @@ class Exporter:
             old = current.get(target.name)
             if old is not None and same_settings and old.target == target:
                 pollers.append(old)
+            elif (old is not None and same_settings and target.password is not None
+                  and old.target == replace(target, password=old.target.password)):
+                old.credentials.offer(target.password)  # only the password: AUTH in place
+                pollers.append(old)
             else:
                 pollers.append(self._new_poller(target, new))
         previous = {id(poller) for poller in self.pollers}

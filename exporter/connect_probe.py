@@ -21,10 +21,10 @@ SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
 
 
 class ConnectProbe:
-    def __init__(self, target: TargetConfig, timeout: float, watchdog: Watchdog,
+    def __init__(self, target: Callable[[], TargetConfig], timeout: float, watchdog: Watchdog,
                  stats: TargetStats, wall_clock: Callable[[], float],
                  observe: Callable[[str, float], None]) -> None:
-        self._target = target
+        self._target = target  # the poll connection's: a rotated password applies here too
         self._timeout = timeout
         self._watchdog = watchdog
         self._stats = stats
@@ -50,14 +50,14 @@ class ConnectProbe:
 
     def _connect(self, named: bool) -> None:
         try:
-            redis_connection.probe(self._target, self._timeout, named, self._watchdog)
+            redis_connection.probe(self._target(), self._timeout, named, self._watchdog)
         except HandshakeRefused as refused:
             # The first probe can run before the first poll learnt that the ACL refuses
             # CLIENT SETNAME: that says nothing about whether a client can get in.
             if not (named and refused.command == "SETNAME"
                     and classify(refused) in ("noperm", "unsupported")):
                 raise
-            redis_connection.probe(self._target, self._timeout, False, self._watchdog)
+            redis_connection.probe(self._target(), self._timeout, False, self._watchdog)
 
     def _record(self, kind: str | None, message: str, started: float) -> None:
         seconds = time.monotonic() - started

@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -24,6 +25,7 @@ from redis.retry import Retry
 from exporter.config import TargetConfig
 from exporter.errors import HandshakeRefused, ReplyCut, StepTimeout
 from exporter.resp import ReplyReader
+from exporter.secret import Secret
 from exporter.tls import tls_context
 from exporter.watchdog import Guard, Watchdog
 
@@ -142,6 +144,29 @@ class PollConnection:
                                          self._on_connect)
         return redis.ConnectionPool(connection_class=cls, max_connections=1, **kwargs)
 
+    def reauth(self, password: Secret) -> None:
+        """Rotated credentials: the new password for every later (re)connect, and AUTH on the
+        held connection in place (no reconnect: at maxclients that could fail).
+
+        Raises what AUTH raised when the server refuses it: the held connection then keeps its
+        old authentication, and the caller retries the AUTH at the next poll.
+        """
+        self.target = replace(self.target, password=password)
+        handshake = _handshake(self.target, self.named, self._on_connect)
+        self._pool.connection_kwargs["redis_connect_func"] = handshake
+        for conn in getattr(self._pool, "_available_connections", ()):
+            conn.redis_connect_func = handshake  # redis-py reconnects this same object
+        if not self.is_connected():
+            return
+        username = self.target.username
+        auth: Command = (("AUTH", username, password.reveal()) if username
+                         else ("AUTH", password.reveal()))
+        # A refused AUTH is a reply, not a broken connection: keep the socket (redis-py's
+        # AuthenticationError is a ConnectionError, which would otherwise drop it).
+        [(reply, _)] = self.execute([auth], error_replies=True)
+        if isinstance(reply, Exception):
+            raise reply
+
     def drop_name(self) -> None:
         """The ACL refused CLIENT SETNAME: reconnect unnamed from now on."""
         self.named = False
@@ -152,7 +177,8 @@ class PollConnection:
         return any(getattr(conn, "_sock", None) is not None
                    for conn in getattr(self._pool, "_available_connections", ()))
 
-    def execute(self, plan: Planner | Sequence[Command]) -> list[tuple[Reply, float]]:
+    def execute(self, plan: Planner | Sequence[Command], *, error_replies: bool = False
+                ) -> list[tuple[Reply, float]]:
         """Send commands in one round trip; return each reply with the time it was read.
 
         `plan` may be a function of `fresh` (True when this call had to open a new connection:
@@ -163,7 +189,7 @@ class PollConnection:
         with self._watchdog.guard(self.timeout, self._abort) as guard:
             self._guard = guard
             try:
-                return self._execute(plan)
+                return self._execute(plan, error_replies)
             except ReplyCut as cut:
                 if guard.expired:
                     cut.error = StepTimeout(f"step exceeded {self.timeout}s")
@@ -175,7 +201,8 @@ class PollConnection:
             finally:
                 self._guard = None
 
-    def _execute(self, plan: Planner | Sequence[Command]) -> list[tuple[Reply, float]]:
+    def _execute(self, plan: Planner | Sequence[Command], error_replies: bool
+                 ) -> list[tuple[Reply, float]]:
         created_before = self.connections_created
         try:
             conn: Any = self._pool.get_connection()
@@ -193,7 +220,7 @@ class PollConnection:
             reader = ReplyReader(conn._sock)  # not redis-py's parser: see exporter/resp.py
             for index in range(len(commands)):
                 reply = reader.read(last=index == len(commands) - 1)
-                if isinstance(reply, RedisConnectionError):
+                if isinstance(reply, RedisConnectionError) and not error_replies:
                     raise reply  # e.g. max number of clients: as redis-py raises it
                 replies.append((reply, time.monotonic()))
             return replies
