@@ -13,6 +13,7 @@ from exporter import connection as redis_connection
 from exporter.aggregate import aggregate_client_list, client_list_spec
 from exporter.config import Config, TargetConfig
 from exporter.connect_probe import ConnectProbe
+from exporter.credentials import CredentialRotation
 from exporter.errors import (
     HandshakeRefused,
     ReplyCut,
@@ -66,15 +67,17 @@ class TargetPoller:
         self.listing = ClientListState()
         self._spec = client_list_spec(config.client_list)
         self._redis_text: dict[str, str] = {}  # nothing about Redis until the first poll
-        self._probe = ConnectProbe(target, config.poll.timeout, watchdog, self.stats,
-                                   wall_clock, self._observe)
+        self._probe = ConnectProbe(lambda: self.conn.target, config.poll.timeout, watchdog,
+                                   self.stats, wall_clock, self._observe)
         self.last_command = 0.0
+        self.credentials = CredentialRotation(target)
 
     # -- poll --------------------------------------------------------------------------
     def poll(self) -> bool:
         """Run one poll step; return True when INFO succeeded (redis_up 1)."""
         started = time.monotonic()
         plan = _PollPlan()
+        self.credentials.apply(self.conn)
 
         def commands(fresh: bool) -> list[redis_connection.Command]:
             return self._plan(plan, fresh, started)
@@ -147,6 +150,8 @@ class TargetPoller:
                     "unsupported":
                 self.facts.version = None  # older server behind the same address: plain INFO
             return self._fail(started, info_reply)
+        if self.conn.named:  # else the target showed no client_setname capability at all
+            self.stats.set_capability("client_setname", True)
         info = parse_info(info_reply)
         self._learn_from_info(info)
         self._apply_config(replies[1:1 + len(CONFIG_KEYS)])
