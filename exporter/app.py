@@ -16,6 +16,7 @@ from exporter.logsetup import kv
 from exporter.poller import TargetPoller
 from exporter.scheduler import Scheduler
 from exporter.selfmetrics import SelfMetrics
+from exporter.sharding import Roster, Shard
 from exporter.snapshot import SnapshotStore
 from exporter.watchdog import Watchdog
 from exporter.web import ExporterHTTPServer, serve_in_thread
@@ -51,8 +52,12 @@ class Exporter:
 
     def __init__(self, config: Config, web: WebSettings,
                  loader: Callable[[], Config] | None = None,
-                 web_config: WebConfig | None = None) -> None:
+                 web_config: WebConfig | None = None, shard: Shard | None = None) -> None:
         self.config = config
+        # Every replica reads the same configuration and polls only its own shard of it; the
+        # rest stays known (roster) so / and /scrape can say which replica owns a target.
+        self.shard = shard or Shard()
+        self.roster = Roster(tuple(target.name for target in config.targets), self.shard)
         self.web = web
         # The CLI parses the file first (a bad one exits 2); in-process users may leave it to us.
         if web_config is None and web.config_file:
@@ -62,8 +67,9 @@ class Exporter:
         self.store = SnapshotStore()
         self.self_metrics = SelfMetrics()
         self.watchdog = Watchdog()
-        self.store.set_targets(tuple(target.name for target in config.targets))
-        self.pollers = [self._new_poller(target, config) for target in config.targets]
+        owned = self._owned(config)
+        self.store.set_targets(tuple(target.name for target in owned))
+        self.pollers = [self._new_poller(target, config) for target in owned]
         for poller in self.pollers:
             poller.publish()
         self.scheduler = Scheduler(self.pollers, config.poll, self.watchdog)
@@ -75,6 +81,13 @@ class Exporter:
     def _new_poller(self, target: TargetConfig, config: Config) -> TargetPoller:
         return TargetPoller(target, config, self.watchdog, self.store,
                             observe=self.self_metrics.observe)
+
+    def _owned(self, config: Config) -> tuple[TargetConfig, ...]:
+        owned = self.shard.select(config.targets)
+        if config.targets and not owned:  # legal (more replicas than targets), but say so
+            log.warning("no configured target is in this shard %s", kv(
+                shard=f"{self.shard.index}/{self.shard.count}", configured=len(config.targets)))
+        return owned
 
     def reload(self) -> list[str]:
         """Re-read the configuration and apply it; the problems, if it was rejected.
@@ -104,7 +117,8 @@ class Exporter:
         same_settings = replace(new, targets=()) == replace(self.config, targets=())
         current = {poller.target.name: poller for poller in self.pollers}
         pollers = []
-        for target in new.targets:
+        owned = self._owned(new)
+        for target in owned:
             old = current.get(target.name)
             if old is not None and same_settings and old.target == target:
                 pollers.append(old)
@@ -121,14 +135,15 @@ class Exporter:
             log.warning("reload: a poll overran its timeout while draining")
         for poller in closed:
             poller.close()
-        self.store.set_targets(tuple(target.name for target in new.targets))
+        self.store.set_targets(tuple(target.name for target in owned))
         for poller in started:
             poller.publish()
         self.pollers, self.config = pollers, new
+        self.roster = Roster(tuple(target.name for target in new.targets), self.shard)
         self.scheduler = Scheduler(pollers, new.poll, self.watchdog)
         self.scheduler.start()
-        log.info("reloaded %s", kv(targets=len(pollers), started=len(started),
-                                   closed=len(closed)))
+        log.info("reloaded %s", kv(targets=len(pollers), configured=len(new.targets),
+                                   started=len(started), closed=len(closed)))
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)
@@ -139,12 +154,14 @@ class Exporter:
             (host, port), self.exposition, self.store, self.web.telemetry_path,
             self._ready.is_set, reload=self.reload if self.web.enable_lifecycle else None,
             ssl_context=server_ssl_context(tls) if tls else None,
-            auth=BasicAuth(web_config.users) if web_config and web_config.users else None)
+            auth=BasicAuth(web_config.users) if web_config and web_config.users else None,
+            roster=lambda: self.roster)
         serve_in_thread(self.server)
         self.scheduler.start()
         self._ready.set()
         log.info("listening %s", kv(
-            address=self.bound_address(), targets=len(self.config.targets),
+            address=self.bound_address(), targets=len(self.pollers),
+            configured=len(self.config.targets), shard=f"{self.shard.index}/{self.shard.count}",
             tls=tls is not None, basic_auth=self.server.auth is not None,
             scanner="compiled" if clientlist.compiled_scanner_available() else "pure"))
 

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from exporter.config import Config
 from exporter.config_loader import DEFAULT_URL, ConfigError, build_config, load_config_file
 from exporter.config_targets import parse_target_url
 from exporter.logsetup import LEVELS, configure, kv
+from exporter.sharding import Shard, resolve_shard
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
            help="exporter-toolkit web config: TLS and basic auth on every HTTP path")
     option("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
            help="enable POST /-/reload (SIGHUP always reloads)")
+    option("--shard.index", dest="shard_index", metavar="I",
+           help="poll only the targets whose hashmod(name, --shard.count) is I (default: the "
+                "trailing -<n> of the hostname, a StatefulSet ordinal, when the count is > 1)")
+    option("--shard.count", dest="shard_count", metavar="N",
+           help="number of exporter replicas sharing the targets (default 1)")
     option("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
     option("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     parser.add_argument("--check-config", action="store_true",
@@ -115,11 +122,17 @@ def _addr_target(index: int, addr: str, args: argparse.Namespace) -> dict[str, A
     return target
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+         hostname: Callable[[], str] = socket.gethostname) -> int:
     env = os.environ if env is None else env
     args = parse_args(argv, env)
     configure(args.log_level, args.log_format)
     web_config, problems = _web_config(args.web_config_file)
+    shard = Shard()
+    try:
+        shard = resolve_shard(args.shard_index, args.shard_count, hostname())
+    except ValueError as error:
+        problems.insert(0, f"flag error: {error}")
     try:
         parse_listen_address(args.listen_address)
         config = load(args, env)
@@ -131,14 +144,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
-        print(f"config OK: {len(config.targets)} target(s)")
+        print(f"config OK: {len(config.targets)} target(s)"
+              + (f", {len(shard.select(config.targets))} in {shard.describe()}"
+                 if shard.count > 1 else ""))
         if web_config is not None:
             print(f"web config OK: tls={web_config.tls is not None} "
                   f"basic_auth_users={len(web_config.users)}")
         return EXIT_OK
     web = WebSettings(args.listen_address, args.telemetry_path, args.enable_lifecycle,
                       args.web_config_file)
-    return run(config, web, lambda: load(args, env), web_config)
+    return run(config, web, lambda: load(args, env), web_config, shard)
 
 
 def _web_config(path: str | None) -> tuple[WebConfig | None, list[str]]:
@@ -152,8 +167,8 @@ def _web_config(path: str | None) -> tuple[WebConfig | None, list[str]]:
 
 
 def run(config: Config, web: WebSettings, loader: Callable[[], Config] | None = None,
-        web_config: WebConfig | None = None) -> int:
-    exporter = Exporter(config, web, loader, web_config)
+        web_config: WebConfig | None = None, shard: Shard | None = None) -> int:
+    exporter = Exporter(config, web, loader, web_config, shard)
     try:
         exporter.start()
     except OSError as error:

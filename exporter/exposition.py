@@ -1,4 +1,5 @@
-"""/metrics body: per-target pre-rendered text joined family by family, plus global metrics.
+"""/metrics body: per-target pre-rendered text joined family by family, plus global metrics;
+/scrape bodies: one target's families without its `target` label.
 
 Built at most once per snapshot generation (gzip too), never per request, never touching Redis.
 """
@@ -9,6 +10,7 @@ import gzip
 import threading
 
 from exporter import metrics
+from exporter.render import escape_label
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Snapshot, SnapshotStore
 
@@ -66,3 +68,55 @@ class Exposition:
                 # for ~25% more bytes; a scrape's latency and CPU matter more than its size.
                 self._gzipped = gzip.compress(self._plain, compresslevel=1, mtime=0)
             return self._gzipped
+
+
+def without_target_label(snapshot: Snapshot) -> bytes:
+    """One target's families, HELP and TYPE included, with `target="<name>"` removed.
+
+    render.py always puts `target` first, so every sample of the snapshot starts its label set
+    with exactly `{target="<escaped name>"` followed by `,` or `}`. Inside a label value every
+    `"` is escaped as `\\"`, so `="` never occurs there: the replace cannot touch anything else.
+    """
+    label = f'{{target="{escape_label(snapshot.target)}"'.encode()
+    parts: list[bytes] = []
+    for header, text in zip(_HEADERS, snapshot.row):
+        if text:
+            parts.append(header)
+            parts.append(text.replace(label + b",", b"{").replace(label + b"}", b""))
+    return b"".join(parts)
+
+
+class TargetExposition:
+    """/scrape bodies, cached per target and snapshot.
+
+    Built on the first request after a poll rather than at poll time: /metrics-only setups
+    (most) then pay nothing, and a target scraped by several Prometheus replicas is still
+    rendered (and gzipped) once per poll, not once per request.
+    """
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        # target -> (the snapshot it was built from, plain body, gzip body or None)
+        self._cache: dict[str, tuple[Snapshot, bytes, bytes | None]] = {}
+
+    def body(self, target: str, want_gzip: bool) -> bytes | None:
+        """The body for `target`, or None when the store has no snapshot of it."""
+        snapshot = self._store.get(target)
+        if snapshot is None:
+            return None
+        with self._lock:
+            cached = self._cache.get(target)
+            if cached is None or cached[0] is not snapshot:
+                if cached is None and len(self._cache) >= len(self._store.read()[1]):
+                    self._forget_removed()
+                cached = (snapshot, without_target_label(snapshot), None)
+            if want_gzip and cached[2] is None:
+                cached = (*cached[:2], gzip.compress(cached[1], compresslevel=1, mtime=0))
+            self._cache[target] = cached
+            return cached[2] if want_gzip else cached[1]
+
+    def _forget_removed(self) -> None:
+        """Drop bodies of targets a reload removed, so the cache never outgrows the store."""
+        for name in [name for name in self._cache if self._store.get(name) is None]:
+            del self._cache[name]

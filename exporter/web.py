@@ -1,4 +1,4 @@
-"""HTTP surface: /metrics, /, /-/healthy, /-/ready, /-/reload. Keep-alive, TCP_NODELAY,
+"""HTTP surface: /metrics, /scrape, /, /-/healthy, /-/ready, /-/reload. Keep-alive, TCP_NODELAY,
 backlog 256; TLS and basic auth on every path when --web.config.file sets them."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter import __version__
-from exporter.exposition import Exposition
+from exporter.exposition import Exposition, TargetExposition
 from exporter.logsetup import kv
+from exporter.sharding import Roster
 from exporter.snapshot import SnapshotStore
 from exporter.webconfig import BasicAuth
 
@@ -36,8 +37,12 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                  wall_clock: Callable[[], float] = time.time,
                  reload: Callable[[], list[str]] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
-                 auth: BasicAuth | None = None) -> None:
+                 auth: BasicAuth | None = None,
+                 roster: Callable[[], Roster] | None = None) -> None:
         self.exposition = exposition
+        self.targets = TargetExposition(store)
+        # Configured targets and the shard; without one, every target in the store is ours.
+        self.roster = roster or (lambda: Roster(tuple(s.target for s in store.read()[1])))
         self.ssl_context = ssl_context  # None: plain HTTP
         self.auth = auth  # None: no basic auth
         self.reload = reload  # None unless --web.enable-lifecycle
@@ -95,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == self.server.telemetry_path:
             self._metrics()
+        elif path == "/scrape":
+            self._scrape(urlsplit(self.path).query)
         elif path == "/":
             self._send(200, "text/html; charset=utf-8", landing_page(self.server).encode())
         elif path in ("/-/healthy", "/health"):
@@ -140,6 +147,33 @@ class _Handler(BaseHTTPRequestHandler):
         extra = {"Content-Encoding": "gzip"} if want_gzip else {}
         self._send(200, CONTENT_TYPE_METRICS, body, extra)
 
+    def _scrape(self, query: str) -> None:
+        """One target for the multi-target pattern: the scraper's `instance` names it."""
+        names = parse_qs(query, keep_blank_values=True).get("target", [])
+        if len(names) != 1 or not names[0]:
+            problem = "missing" if not names or not names[0] else "repeated"
+            self._text(400, f"'target' parameter is {problem}: use /scrape?target=<name>\n")
+            return
+        name, roster = names[0], self.server.roster()
+        if name not in roster.known:
+            self._text(404, f"unknown target {name!r}\n")
+            return
+        if not roster.shard.owns(name):
+            self._text(404, f"target {name!r} is not in this shard: it is in shard "
+                       f"{roster.shard.of(name)}, this exporter is "
+                       f"{roster.shard.describe()}\n")
+            return
+        want_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
+        body = self.server.targets.body(name, want_gzip)
+        if body is None:  # configured a moment ago by a reload, not yet published
+            self._text(503, f"target {name!r} has no data yet\n", {"Retry-After": "1"})
+            return
+        self._send(200, CONTENT_TYPE_METRICS, body,
+                   {"Content-Encoding": "gzip"} if want_gzip else None)
+
+    def _text(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
+        self._send(status, "text/plain; charset=utf-8", text.encode("utf-8"), extra)
+
     def _send(self, status: int, content_type: str, body: bytes,
               extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -162,9 +196,11 @@ def landing_page(server: ExporterHTTPServer) -> str:
     for snap in snapshots:
         state = "up" if snap.up else ("down" if snap.polled else "pending")
         age = f"{now - snap.last_poll_wall:.1f}s ago" if snap.last_poll_wall else "never"
+        # quote() percent-encodes every character HTML would care about.
+        link = f'<a href="/scrape?target={quote(snap.target, safe="")}">scrape</a>'
         rows.append(f"<tr><td>{html.escape(snap.target)}</td><td>{state}</td>"
                     f"<td>{age}</td><td>{html.escape(snap.error_kind or '')}</td>"
-                    f"<td>{html.escape(snap.probe)}</td></tr>")
+                    f"<td>{html.escape(snap.probe)}</td><td>{link}</td></tr>")
     path = html.escape(server.telemetry_path)
     return (
         "<!DOCTYPE html><html><head><title>redis-connection-exporter</title></head><body>"
@@ -172,9 +208,21 @@ def landing_page(server: ExporterHTTPServer) -> str:
         f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>'
         '<li><a href="/-/ready">Readiness</a></li></ul>'
         "<table><tr><th>Target</th><th>State</th><th>Last successful poll</th>"
-        "<th>Error kind</th><th>New connections (probe)</th></tr>"
-        f"{''.join(rows)}</table></body></html>\n"
+        "<th>Error kind</th><th>New connections (probe)</th><th>/scrape</th></tr>"
+        f"{''.join(rows)}</table>{_shard_note(server.roster())}</body></html>\n"
     )
+
+
+def _shard_note(roster: Roster) -> str:
+    """With --shard.count > 1: which shard this is, and the targets other replicas poll."""
+    shard = roster.shard
+    if shard.count == 1:
+        return ""
+    elsewhere = roster.elsewhere()
+    others = ", ".join(f"{html.escape(name)} (shard {shard.of(name)})" for name in elsewhere)
+    return (f"<p>This exporter is {shard.describe()} (--shard.index, --shard.count): it polls "
+            f"{len(roster.names) - len(elsewhere)} of {len(roster.names)} configured "
+            f"targets.</p><p>Not in this shard: {others or 'none'}</p>")
 
 
 def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
