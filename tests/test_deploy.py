@@ -280,6 +280,16 @@ def test_prometheusrule_groups_pass_promtool(k8s: dict[str, dict[str, Any]],
     _promtool("check", "rules", path)
 
 
+def test_prometheusrule_carries_exactly_the_tested_rules(k8s: dict[str, dict[str, Any]]) -> None:
+    """spec.groups is rules.yml (promtool-tested) plus the exporter's own group: in step."""
+    with open(os.path.join(ROOT, "deploy", "prometheus", "rules.yml"), encoding="utf-8") as f:
+        tested = yaml.safe_load(f)["groups"]
+    groups = k8s["PrometheusRule"]["spec"]["groups"]
+    own = [group for group in groups if group["name"] == "redis-connection-exporter.self"]
+    assert len(own) == 1
+    assert [group for group in groups if group is not own[0]] == tested
+
+
 # ---------------------------------------------------------------- systemd
 
 def _unit() -> dict[str, list[str]]:
