@@ -473,27 +473,34 @@ static inline uint64_t stop_mask(const unsigned char *p) {
 }
 #endif
 
-/* The first space at or after p and before `limit` (the line's end), else `limit`. Windows
- * are loaded only while 64 bytes remain before `end` (the reply's end). */
+#if defined(__SSE2__)
+/* Make the window hold p, loading one at p when it does not; 0 when fewer than 64 bytes
+ * remain before `end` (the reply's end): the caller goes on byte by byte. */
+static inline int window_at(Stops *stops, const unsigned char *p, const unsigned char *end) {
+    if (stops->base != NULL && p >= stops->base && p < stops->base + 64) {
+        return 1;
+    }
+    if (end - p < 64) {
+        return 0;
+    }
+    stops->base = p;
+    stops->mask = stop_mask(p);
+    return 1;
+}
+#endif
+
+/* The first space at or after p and before `limit` (the line's end), else `limit`. */
 static inline const unsigned char *next_space(Stops *stops, const unsigned char *p,
                                               const unsigned char *limit,
                                               const unsigned char *end) {
 #if defined(__SSE2__)
-    while (p < limit) {
-        if (stops->base != NULL && p >= stops->base && p < stops->base + 64) {
-            uint64_t mask = stops->mask >> (p - stops->base);
-            if (mask != 0) {
-                const unsigned char *space = p + __builtin_ctzll(mask);
-                return space < limit ? space : limit;
-            }
-            p = stops->base + 64;
-            continue;
+    while (p < limit && window_at(stops, p, end)) {
+        uint64_t mask = stops->mask >> (p - stops->base);
+        if (mask != 0) {
+            const unsigned char *space = p + __builtin_ctzll(mask);
+            return space < limit ? space : limit;
         }
-        if (end - p < 64) {
-            break;
-        }
-        stops->base = p;
-        stops->mask = stop_mask(p);
+        p = stops->base + 64;
     }
 #else
     (void)stops;
@@ -512,26 +519,18 @@ static inline const unsigned char *skip_tokens(Stops *stops, const unsigned char
                                                const unsigned char *line_end,
                                                const unsigned char *end) {
 #if defined(__SSE2__)
-    while (count > 0 && p < line_end) {
-        if (stops->base != NULL && p >= stops->base && p < stops->base + 64) {
-            uint64_t mask = stops->mask >> (p - stops->base);
-            Py_ssize_t spaces = __builtin_popcountll(mask);
-            if (spaces >= count) {
-                while (--count > 0) {
-                    mask &= mask - 1;
-                }
-                const unsigned char *space = p + __builtin_ctzll(mask);
-                return space < line_end ? space + 1 : NULL;
+    while (count > 0 && p < line_end && window_at(stops, p, end)) {
+        uint64_t mask = stops->mask >> (p - stops->base);
+        Py_ssize_t spaces = __builtin_popcountll(mask);
+        if (spaces >= count) {
+            while (--count > 0) {
+                mask &= mask - 1;
             }
-            count -= spaces;  /* spaces past line_end only make p pass it: NULL below */
-            p = stops->base + 64;
-            continue;
+            const unsigned char *space = p + __builtin_ctzll(mask);
+            return space < line_end ? space + 1 : NULL;
         }
-        if (end - p < 64) {
-            break;
-        }
-        stops->base = p;
-        stops->mask = stop_mask(p);
+        count -= spaces;  /* spaces past line_end only make p pass it: NULL below */
+        p = stops->base + 64;
     }
 #endif
     for (; count > 0; count--) {
