@@ -15,7 +15,7 @@ from exporter.app import Exporter
 from exporter.config_loader import build_config
 from exporter.connection import CLIENT_NAME
 from tests.conftest import metrics_url
-from tests.support.clients import RawClient
+from tests.support.clients import RawClient, commandstats
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, wait_for
 
@@ -42,11 +42,7 @@ def exporter_id(server: RedisServer, password: str) -> str:
 
 
 def auth_calls(server: RedisServer, password: str) -> int:
-    text = admin_call(server, password, "INFO", "commandstats").decode()
-    for line in text.splitlines():
-        if line.startswith("cmdstat_auth:"):
-            return int(line.split("calls=")[1].split(",")[0])
-    return 0
+    return commandstats(server.port, password).get("auth", 0)
 
 
 def start(exporter_factory: Callable[..., Exporter], server: RedisServer, secret: Path

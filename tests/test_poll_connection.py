@@ -21,7 +21,7 @@ from exporter.app import Exporter, WebSettings
 from exporter.cli import load, parse_args
 from exporter.connection import CLIENT_NAME
 from tests.conftest import metrics_url
-from tests.support.clients import RawClient, open_named
+from tests.support.clients import RawClient, commandstats, open_named
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, values, wait_for
 
@@ -70,22 +70,6 @@ def exporter_line(port: int, ids: Sequence[int] = ()) -> dict[str, str]:
     lines = [line for line in client_lines(port, ids) if line.get("name") == CLIENT_NAME]
     assert len(lines) == 1, f"expected one exporter connection, CLIENT LIST shows {lines}"
     return lines[0]
-
-
-def commandstats(port: int) -> dict[str, int]:
-    """`calls` per command from INFO commandstats (this INFO itself is not counted yet)."""
-    client = RawClient(port)
-    try:
-        text = client.call("INFO", "commandstats").decode()
-    finally:
-        client.close()
-    calls: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.startswith("cmdstat_"):
-            name, _, rest = line.partition(":")
-            stats = dict(item.split("=", 1) for item in rest.split(","))
-            calls[name[len("cmdstat_"):]] = int(stats["calls"])
-    return calls
 
 
 # -- what the exporter serves -----------------------------------------------------------------

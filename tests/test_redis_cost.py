@@ -15,7 +15,7 @@ from typing import Any
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
-from tests.support.clients import RawClient, open_named
+from tests.support.clients import RawClient, commandstats, open_named
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, values, wait_for
 
@@ -34,17 +34,7 @@ def command_calls(port: int) -> tuple[int, int]:
     subcommand under `cmdstat_client`, an upper bound that still proves the limit. The INFO
     that reads the stats is not counted in its own reply.
     """
-    client = RawClient(port)
-    try:
-        text = client.call("INFO", "commandstats").decode()
-    finally:
-        client.close()
-    calls: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        if name.startswith("cmdstat_"):
-            stats = dict(item.split("=", 1) for item in rest.split(","))
-            calls[name[len("cmdstat_"):]] = int(stats["calls"])
+    calls = commandstats(port)
     lists = calls.get("client|list", calls.get("client", 0))
     return lists, calls.get("info", 0)
 

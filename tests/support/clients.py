@@ -79,3 +79,22 @@ def info_field(client: RawClient, section: str, field: str) -> str:
         if line.startswith(field + ":"):
             return line.split(":", 1)[1].strip()
     raise KeyError(field)
+
+
+def commandstats(port: int, password: str | None = None) -> dict[str, int]:
+    """`calls` per command from INFO commandstats on a fresh connection (that INFO itself is
+    not counted in its own reply). Redis 7 names subcommands `client|list`."""
+    client = RawClient(port)
+    try:
+        if password is not None:
+            assert client.call("AUTH", password) == b"+OK"
+        text = client.call("INFO", "commandstats").decode()
+    finally:
+        client.close()
+    calls: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name.startswith("cmdstat_"):
+            stats = dict(item.split("=", 1) for item in rest.split(","))
+            calls[name[len("cmdstat_"):]] = int(stats["calls"])
+    return calls
