@@ -21,9 +21,7 @@ import asyncio
 import collections
 import os
 import random
-import socket
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.hold_clients import open_named
 from bench.processes import free_port, process, redis_server, rss_bytes, wait_listening
 from exporter.config import ClientListConfig
 from exporter.grouping import OTHER, rewrite_name
@@ -53,19 +52,6 @@ def job_name(rng: random.Random) -> str:
     return f"job-{rng.getrandbits(48):012x}-run"
 
 
-async def _open(port: int, name: str) -> asyncio.StreamWriter:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    data = name.encode()
-    writer.write(b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$%d\r\n%s\r\n" % (len(data), data))
-    line = await reader.readline()
-    if not line.startswith(b"+OK"):
-        raise RuntimeError(f"unexpected reply {line!r}")
-    # Close with RST: 10,000 closes must not leave 10,000 sockets in TIME_WAIT.
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    return writer
-
-
 async def generate(port: int, connections: int, window: int, seconds: float,
                    seed: int) -> None:
     """Open `connections` at an even rate, holding at most `window` at once."""
@@ -81,7 +67,7 @@ async def generate(port: int, connections: int, window: int, seconds: float,
             while held and len(held) + due - opened > window:
                 held.popleft().close()
             held.extend(await asyncio.gather(
-                *[_open(port, job_name(rng)) for _ in range(due - opened)]))
+                *[open_named(port, job_name(rng)) for _ in range(due - opened)]))
             opened = due
         await asyncio.sleep(0.02)
     while held:
