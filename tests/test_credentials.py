@@ -45,32 +45,37 @@ def auth_calls(server: RedisServer, password: str) -> int:
     return commandstats(server.port, password).get("auth", 0)
 
 
-def start(exporter_factory: Callable[..., Exporter], server: RedisServer, secret: Path
-          ) -> str:
+def start(exporter_factory: Callable[..., Exporter], redis_factory: Callable[..., RedisServer],
+          tmp_path: Path, password: str) -> tuple[RedisServer, Path, str]:
+    """A server with `password`, the same in a password_file, and an exporter polling it."""
+    server = redis_factory(password=password)
+    secret = tmp_path / "password"
+    secret.write_text(f"{password}\n")
     exporter = exporter_factory({
         "poll": FAST, "defaults": {"connect_probe": {"enabled": False}},
         "targets": [{"name": "cache", "url": server.url, "password_file": str(secret)}]})
     url = metrics_url(exporter)
     wait_for(lambda: value(fetch(url), "redis_up", target="cache") == 1, message="cache up")
-    return url
+    return server, secret, url
+
+
+def wait_logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    wait_for(lambda: any(text in record.getMessage() for record in caplog.records),
+             message=f"log line {text!r}")
 
 
 def test_changed_password_file_reauths_in_place_and_reconnects_with_it(
         tmp_path: Path, redis_factory: Callable[..., RedisServer],
         exporter_factory: Callable[..., Exporter], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    server = redis_factory(password="old-secret")
-    secret = tmp_path / "password"
-    secret.write_text("old-secret\n")
-    url = start(exporter_factory, server, secret)
+    server, secret, url = start(exporter_factory, redis_factory, tmp_path, "old-secret")
     held = exporter_id(server, "old-secret")
     auths = auth_calls(server, "old-secret")
 
     # The server rotates first (held connections stay authenticated), then the file.
     admin_call(server, "old-secret", "CONFIG", "SET", "requirepass", "new-secret")
     secret.write_text("new-secret\n")
-    wait_for(lambda: any("credentials rotated in place" in r.getMessage()
-                         for r in caplog.records), message="rotation logged")
+    wait_logged(caplog, "credentials rotated in place")
     assert exporter_id(server, "new-secret") == held  # the same connection, no reconnect
     assert auth_calls(server, "new-secret") >= auths + 1
     assert value(fetch(url), "redis_up", target="cache") == 1
@@ -90,15 +95,11 @@ def test_a_password_the_server_refuses_keeps_the_held_connection_until_it_is_acc
         tmp_path: Path, redis_factory: Callable[..., RedisServer],
         exporter_factory: Callable[..., Exporter], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    server = redis_factory(password="current")
-    secret = tmp_path / "password"
-    secret.write_text("current\n")
-    url = start(exporter_factory, server, secret)
+    server, secret, url = start(exporter_factory, redis_factory, tmp_path, "current")
     held = exporter_id(server, "current")
 
     secret.write_text("next\n")  # the file changes before the server does
-    wait_for(lambda: any("new password not accepted yet" in r.getMessage()
-                         for r in caplog.records), message="refusal logged")
+    wait_logged(caplog, "new password not accepted yet")
     for _ in range(3):  # the held connection keeps polling with its old authentication
         wait_for(lambda: value(fetch(url), "redis_up", target="cache") == 1, message="up")
     refusals = [r for r in caplog.records if "new password not accepted yet" in r.getMessage()]
@@ -106,8 +107,7 @@ def test_a_password_the_server_refuses_keeps_the_held_connection_until_it_is_acc
     assert "kind=auth" in refusals[0].getMessage()
 
     admin_call(server, "current", "CONFIG", "SET", "requirepass", "next")
-    wait_for(lambda: any("credentials rotated in place" in r.getMessage()
-                         for r in caplog.records), message="accepted at a later poll")
+    wait_logged(caplog, "credentials rotated in place")
     assert exporter_id(server, "next") == held
 
 
@@ -128,8 +128,7 @@ def test_reload_with_a_new_password_reauths_in_place_and_probes_use_it(
     admin_call(server, "before", "CONFIG", "SET", "requirepass", "after")
     env["CACHE_PW"] = "after"
     assert exporter.reload() == []
-    wait_for(lambda: any("credentials rotated in place" in r.getMessage()
-                         for r in caplog.records), message="rotation logged")
+    wait_logged(caplog, "credentials rotated in place")
     assert exporter_id(server, "after") == held  # kept poller, kept connection
     # A probe between the server's change and the reload fails with `auth`, rightly; after
     # the reload, new connections must authenticate with "after": no further auth errors.
