@@ -66,10 +66,11 @@ def exporter_factory() -> Iterator[Callable[..., Exporter]]:
 
     def make(raw: dict[str, Any] | Config, env: dict[str, str] | None = None,
              web: WebSettings | None = None, loader: Callable[[], Config] | None = None,
-             ) -> Exporter:
+             **options: Any) -> Exporter:
         config = raw if isinstance(raw, Config) else build_config(
             yaml.safe_load(yaml.safe_dump(raw)), env=env or {})
-        exporter = Exporter(config, web or WebSettings(listen_address="127.0.0.1:0"), loader)
+        exporter = Exporter(config, web or WebSettings(listen_address="127.0.0.1:0"), loader,
+                            **options)
         exporter.start()
         running.append(exporter)
         return exporter

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -49,20 +49,13 @@ def config(names: list[str], url: str | None = None) -> Config:
 
 
 @pytest.fixture
-def sharded() -> Iterator[Callable[..., Exporter]]:
+def sharded(exporter_factory: Callable[..., Exporter]) -> Callable[..., Exporter]:
     """In-process exporters on free ports, with a shard."""
-    running: list[Exporter] = []
 
     def make(cfg: Config, shard: Shard, **kwargs: Any) -> Exporter:
-        exporter = Exporter(cfg, WebSettings("127.0.0.1:0", enable_lifecycle=True),
-                            shard=shard, **kwargs)
-        exporter.start()
-        running.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in running:
-        exporter.stop()
+        return exporter_factory(cfg, web=WebSettings("127.0.0.1:0", enable_lifecycle=True),
+                                shard=shard, **kwargs)
+    return make
 
 
 def metric_targets(exporter: Exporter) -> set[str]:
