@@ -64,9 +64,7 @@ class Exposition:
             if not want_gzip:
                 return self._plain
             if self._gzipped is None:
-                # Level 1: ~2.5x faster than 6 on a 10 MB body (~25 ms instead of ~60 ms)
-                # for ~25% more bytes; a scrape's latency and CPU matter more than its size.
-                self._gzipped = gzip.compress(self._plain, compresslevel=1, mtime=0)
+                self._gzipped = compress(self._plain)
             return self._gzipped
 
 
@@ -75,15 +73,18 @@ def without_target_label(snapshot: Snapshot) -> bytes:
 
     render.py always puts `target` first, so every sample of the snapshot starts its label set
     with exactly `{target="<escaped name>"` followed by `,` or `}`. Inside a label value every
-    `"` is escaped as `\\"`, so `="` never occurs there: the replace cannot touch anything else.
+    `"` is escaped as `\\"`, so `="` never occurs there, and no HELP text holds a label set:
+    the replace cannot touch anything else.
     """
     label = f'{{target="{escape_label(snapshot.target)}"'.encode()
-    parts: list[bytes] = []
-    for header, text in zip(_HEADERS, snapshot.row):
-        if text:
-            parts.append(header)
-            parts.append(text.replace(label + b",", b"{").replace(label + b"}", b""))
-    return b"".join(parts)
+    body = b"".join(family_parts([snapshot]))
+    return body.replace(label + b",", b"{").replace(label + b"}", b"")
+
+
+def compress(body: bytes) -> bytes:
+    # Level 1: ~2.5x faster than 6 on a 10 MB body (~25 ms instead of ~60 ms) for ~25% more
+    # bytes; a scrape's latency and CPU matter more than its size.
+    return gzip.compress(body, compresslevel=1, mtime=0)
 
 
 class TargetExposition:
@@ -112,7 +113,7 @@ class TargetExposition:
                     self._forget_removed()
                 cached = (snapshot, without_target_label(snapshot), None)
             if want_gzip and cached[2] is None:
-                cached = (*cached[:2], gzip.compress(cached[1], compresslevel=1, mtime=0))
+                cached = (*cached[:2], compress(cached[1]))
             self._cache[target] = cached
             return cached[2] if want_gzip else cached[1]
 

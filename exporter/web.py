@@ -93,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command not in ("GET", "HEAD"):  # an unread body would break keep-alive
             self.close_connection = True
             extra["Connection"] = "close"
-        self._send(401, "text/plain; charset=utf-8", b"Unauthorized\n", extra)
+        self._text(401, "Unauthorized\n", extra)
         return False
 
     def do_GET(self) -> None:
@@ -105,17 +105,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/":
             self._send(200, "text/html; charset=utf-8", landing_page(self.server).encode())
         elif path in ("/-/healthy", "/health"):
-            self._send(200, "text/plain; charset=utf-8", b"Healthy\n")
+            self._text(200, "Healthy\n")
         elif path == "/-/reload":
-            self._send(405, "text/plain; charset=utf-8", b"Only POST or PUT requests allowed\n",
-                       {"Allow": "POST, PUT"})
+            self._text(405, "Only POST or PUT requests allowed\n", {"Allow": "POST, PUT"})
         elif path == "/-/ready":
             if self.server.ready():
-                self._send(200, "text/plain; charset=utf-8", b"Ready\n")
+                self._text(200, "Ready\n")
             else:
-                self._send(503, "text/plain; charset=utf-8", b"Not ready\n")
+                self._text(503, "Not ready\n")
         else:
-            self._send(404, "text/plain; charset=utf-8", b"Not found\n")
+            self._text(404, "Not found\n")
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -126,26 +125,30 @@ class _Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(min(length, 65536))  # keep the connection usable
         if urlsplit(self.path).path != "/-/reload":
-            self._send(404, "text/plain; charset=utf-8", b"Not found\n")
+            self._text(404, "Not found\n")
         elif self.server.reload is None:
-            self._send(403, "text/plain; charset=utf-8", b"Lifecycle API is not enabled.\n")
+            self._text(403, "Lifecycle API is not enabled.\n")
         else:
             problems = self.server.reload()
             if problems:  # key paths and messages only: never a secret
                 text = "failed to reload config:\n" + "".join(f"{p}\n" for p in problems)
-                self._send(500, "text/plain; charset=utf-8", text.encode())
+                self._text(500, text)
             else:
-                self._send(200, "text/plain; charset=utf-8", b"")
+                self._text(200, "")
 
     def do_PUT(self) -> None:
         self.do_POST()
 
     def _metrics(self) -> None:
-        encodings = self.headers.get("Accept-Encoding", "")
-        want_gzip = "gzip" in encodings
-        body = self.server.exposition.body(want_gzip)
-        extra = {"Content-Encoding": "gzip"} if want_gzip else {}
-        self._send(200, CONTENT_TYPE_METRICS, body, extra)
+        want_gzip = self._wants_gzip()
+        self._send_metrics(self.server.exposition.body(want_gzip), want_gzip)
+
+    def _wants_gzip(self) -> bool:
+        return "gzip" in self.headers.get("Accept-Encoding", "")
+
+    def _send_metrics(self, body: bytes, gzipped: bool) -> None:
+        self._send(200, CONTENT_TYPE_METRICS, body,
+                   {"Content-Encoding": "gzip"} if gzipped else None)
 
     def _scrape(self, query: str) -> None:
         """One target for the multi-target pattern: the scraper's `instance` names it."""
@@ -163,13 +166,12 @@ class _Handler(BaseHTTPRequestHandler):
                        f"{roster.shard.of(name)}, this exporter is "
                        f"{roster.shard.describe()}\n")
             return
-        want_gzip = "gzip" in self.headers.get("Accept-Encoding", "")
+        want_gzip = self._wants_gzip()
         body = self.server.targets.body(name, want_gzip)
         if body is None:  # configured a moment ago by a reload, not yet published
             self._text(503, f"target {name!r} has no data yet\n", {"Retry-After": "1"})
             return
-        self._send(200, CONTENT_TYPE_METRICS, body,
-                   {"Content-Encoding": "gzip"} if want_gzip else None)
+        self._send_metrics(body, want_gzip)
 
     def _text(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
         self._send(status, "text/plain; charset=utf-8", text.encode("utf-8"), extra)
