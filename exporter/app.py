@@ -120,17 +120,20 @@ class Exporter:
         owned = self._owned(new)
         for target in owned:
             old = current.get(target.name)
-            if old is not None and same_settings and old.target == target:
+            # The connection's target holds the credentials in use (rotation updates it).
+            held = old.conn.target if old is not None else None
+            if old is not None and same_settings and held == target:
                 pollers.append(old)
-            elif (old is not None and same_settings and target.password is not None
-                  and old.target == replace(target, password=old.target.password)):
+            elif (old is not None and held is not None and same_settings
+                  and target.password is not None
+                  and held == replace(target, password=held.password)):
                 old.credentials.offer(target.password)  # only the password: AUTH in place
                 pollers.append(old)
             else:
                 pollers.append(self._new_poller(target, new))
-        previous = {id(poller) for poller in self.pollers}
+        previous, kept = {id(p) for p in self.pollers}, {id(p) for p in pollers}
         started = [poller for poller in pollers if id(poller) not in previous]
-        closed = [poller for poller in self.pollers if poller not in pollers]
+        closed = [poller for poller in self.pollers if id(poller) not in kept]
         if not self.scheduler.drain():
             log.warning("reload: a poll overran its timeout while draining")
         for poller in closed:
