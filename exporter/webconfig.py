@@ -22,6 +22,8 @@ from typing import Any
 import bcrypt
 import yaml
 
+from exporter.config_checks import Problems, check_mapping, join
+
 CLIENT_AUTH_TYPES = ("NoClientCert", "RequestClientCert", "RequireAnyClientCert",
                      "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
@@ -94,40 +96,33 @@ def load_web_config(path: str) -> WebConfig:
 def _parse(raw: object, base: str, path: str, problems: list[str]) -> WebConfig:
     if raw is None:  # an empty file: plain HTTP, no auth (as exporter-toolkit)
         return WebConfig(path)
-    top = _mapping(raw, "", problems)
-    _check_keys(top, "", _TOP_KEYS, problems)
+    top = _section(raw, "", _TOP_KEYS, problems)
     tls = None
     if "tls_server_config" in top:
-        tls = _parse_tls(_mapping(top["tls_server_config"], "tls_server_config", problems),
-                         base, problems)
+        tls = _parse_tls(_section(top["tls_server_config"], "tls_server_config", _TLS_KEYS,
+                                  problems), base, problems)
     if "http_server_config" in top:
-        _parse_http(_mapping(top["http_server_config"], "http_server_config", problems),
-                    problems)
+        _parse_http(_section(top["http_server_config"], "http_server_config", {"http2"},
+                             problems), problems)
     users = _parse_users(top.get("basic_auth_users"), problems)
     return WebConfig(path, tls, users)
 
 
-def _mapping(value: object, key: str, problems: list[str]) -> dict[Any, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"{key or '(top level)'}: must be a mapping")
-        return {}
-    return value
-
-
-def _check_keys(raw: dict[Any, Any], prefix: str, known: set[str], problems: list[str]) -> None:
-    for key in raw:
-        where = f"{prefix}.{key}" if prefix else str(key)
-        if key in _NOT_SUPPORTED[prefix]:
-            problems.append(f"{where}: not supported by redis-connection-exporter")
-        elif key not in known:
-            problems.append(f"{where}: unknown key")
+def _section(node: object, path: str, known: set[str], problems: list[str]) -> dict[str, Any]:
+    """config_checks.check_mapping (not a mapping, unknown keys), plus the keys exporter-toolkit
+    knows that this exporter does not support (reported, and kept: a TLS section holding only
+    those still needs its cert_file and key_file)."""
+    unsupported = _NOT_SUPPORTED[path]
+    found = Problems()
+    section = check_mapping(node, path, sorted(known | unsupported), found)
+    problems.extend(found.items)
+    for key in sorted(unsupported & set(section)):
+        problems.append(f"{join(path, key)}: not supported by redis-connection-exporter")
+    return dict(section)
 
 
 def _parse_tls(raw: dict[Any, Any], base: str, problems: list[str]) -> TLSServerConfig | None:
     prefix = "tls_server_config"
-    _check_keys(raw, prefix, _TLS_KEYS, problems)
     if not raw:
         return None
     strings: dict[str, str] = {}
@@ -174,7 +169,6 @@ def _check_choices(strings: dict[str, str], auth: str, problems: list[str]) -> N
 
 
 def _parse_http(raw: dict[Any, Any], problems: list[str]) -> None:
-    _check_keys(raw, "http_server_config", {"http2"}, problems)
     if "http2" in raw and raw["http2"] is not False:
         # Only the value this server honours is accepted: it speaks HTTP/1.1.
         problems.append("http_server_config.http2: HTTP/2 is not supported by "
@@ -183,7 +177,10 @@ def _parse_http(raw: dict[Any, Any], problems: list[str]) -> None:
 
 def _parse_users(raw: object, problems: list[str]) -> dict[str, bytes]:
     users: dict[str, bytes] = {}
-    for user, hashed in _mapping(raw, "basic_auth_users", problems).items():
+    users_node = raw if isinstance(raw, Mapping) else None  # user names are free-form keys
+    if raw is not None and users_node is None:
+        problems.append("basic_auth_users: must be a mapping")
+    for user, hashed in (users_node or {}).items():
         where = f"basic_auth_users.{user}"
         if not isinstance(user, str) or not user or ":" in user:
             problems.append(f"{where}: user names are non-empty strings without ':'")
