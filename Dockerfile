@@ -33,7 +33,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
     && python -c "import glob, sys, zipfile; \
 wheel = glob.glob('/wheels/redis_connection_exporter-*.whl')[0]; \
 names = zipfile.ZipFile(wheel).namelist(); \
-sys.exit(0 if any(n.startswith('exporter/_clientlist_scan') and n.endswith('.so') for n in names) \
+sys.exit(0 if any(n.startswith('exporter/pipeline/_clientlist_scan') and n.endswith('.so') for n in names) \
 else 'the wheel has no compiled CLIENT LIST scanner')"
 
 # ---- final: the slim runtime with only the wheels installed (no compiler, no sources)
@@ -55,7 +55,7 @@ ENV PYTHONUNBUFFERED=1 \
 # The wheels are bind-mounted from the builder, not copied: no layer keeps them.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels redis-connection-exporter \
-    && python -c "import exporter._clientlist_scan"
+    && python -c "import exporter.pipeline._clientlist_scan"
 
 COPY config.example.yaml /etc/redis-connection-exporter/config.yaml
 

@@ -7,6 +7,6 @@ exporter uses its pure-Python scanner (same results, slower: see README "Perform
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
-    "exporter._clientlist_scan", ["exporter/_clientlist_scan.c"],
+    "exporter.pipeline._clientlist_scan", ["exporter/pipeline/_clientlist_scan.c"],
     extra_compile_args=["-O2"], optional=True,
 )])

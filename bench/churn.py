@@ -32,8 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.hold_clients import open_named
 from bench.processes import free_port, process, redis_server, rss_bytes, wait_listening
-from exporter.config import ClientListConfig
-from exporter.grouping import OTHER, rewrite_name
+from exporter.config.model import ClientListConfig
+from exporter.pipeline.grouping import OTHER, rewrite_name
 
 TARGET = "churn"
 MAX_GROUPS = ClientListConfig().max_groups

@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable
 
 from bench.processes import redis_with_clients
-from exporter import clientlist
-from exporter.config import BackoffConfig, ClientListConfig, Config, PollConfig, TargetConfig
-from exporter.config_targets import parse_target_url
-from exporter.poller import TargetPoller
-from exporter.snapshot import SnapshotStore
-from exporter.watchdog import Watchdog
+from exporter.config.model import BackoffConfig, ClientListConfig, Config, PollConfig, TargetConfig
+from exporter.config.targets import parse_target_url
+from exporter.conn.watchdog import Watchdog
+from exporter.expose.snapshot import SnapshotStore
+from exporter.pipeline import clientlist
+from exporter.poll.poller import TargetPoller
 
 PAUSE_SECONDS = 0.25  # Redis sits idle before each call, as it does between real polls
 SERIES = ("raw", "step", "step_pure", "poll", "raw_b")

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import redis
 
-from exporter import __version__, clientlist
+from exporter import __version__
+from exporter.pipeline import clientlist
 
 FULL = {
     "poll_cost": ["--clients", "1000", "10000", "19900", "--rounds", "15", "--runs", "3"],

@@ -8,19 +8,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from exporter import clientlist
-from exporter.config import Config, TargetConfig
-from exporter.config_loader import ConfigError
-from exporter.exposition import Exposition
+from exporter.config.loader import ConfigError
+from exporter.config.model import Config, TargetConfig
+from exporter.config.web import WebConfig, load_web_config, server_ssl_context
+from exporter.conn.watchdog import Watchdog
+from exporter.expose.basic_auth import BasicAuth
+from exporter.expose.exposition import Exposition
+from exporter.expose.selfmetrics import SelfMetrics
+from exporter.expose.snapshot import SnapshotStore
+from exporter.expose.web import ExporterHTTPServer, serve_in_thread
 from exporter.logsetup import kv
-from exporter.poller import TargetPoller
-from exporter.scheduler import Scheduler
-from exporter.selfmetrics import SelfMetrics
+from exporter.pipeline import clientlist
+from exporter.poll.poller import TargetPoller
+from exporter.poll.scheduler import Scheduler
 from exporter.sharding import Roster, Shard
-from exporter.snapshot import SnapshotStore
-from exporter.watchdog import Watchdog
-from exporter.web import ExporterHTTPServer, serve_in_thread
-from exporter.webconfig import BasicAuth, WebConfig, load_web_config, server_ssl_context
 
 log = logging.getLogger(__name__)
 

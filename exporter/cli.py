@@ -18,12 +18,12 @@ from typing import Any
 
 from exporter import __version__
 from exporter.app import Exporter, WebSettings, parse_listen_address
-from exporter.config import Config
-from exporter.config_loader import DEFAULT_URL, ConfigError, build_config, load_config_file
-from exporter.config_targets import parse_target_url
+from exporter.config.loader import DEFAULT_URL, ConfigError, build_config, load_config_file
+from exporter.config.model import Config
+from exporter.config.targets import parse_target_url
+from exporter.config.web import WebConfig, WebConfigError, load_web_config
 from exporter.logsetup import LEVELS, configure, kv
 from exporter.sharding import Shard, resolve_shard
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 ENV_PREFIX = "REDIS_CONNECTION_EXPORTER_"

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import clientlist
 from exporter.app import Exporter, WebSettings
-from exporter.config import Config
-from exporter.config_loader import build_config
+from exporter.config.loader import build_config
+from exporter.config.model import Config
+from exporter.pipeline import clientlist
 from tests.support.clients import RawClient
 from tests.support.redis_server import RedisServer, start_redis
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.connection import CLIENT_NAME
+from exporter.conn.connection import CLIENT_NAME
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient, info_field
 from tests.support.redis_server import RedisServer

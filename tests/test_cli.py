@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter import __version__, cli
-from exporter.config import Config, Endpoint, PollConfig
+from exporter.config.model import Config, Endpoint, PollConfig
 
 PASSWORD = "hunter2-secret"
 ADDR_ENV = "REDIS_CONNECTION_EXPORTER_REDIS_ADDR"

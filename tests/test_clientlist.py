@@ -2,7 +2,7 @@
 
 Expectations come from `tests/data/*/expected.json` (computed independently of our code, see
 tests/data/README.md) and from `tests.support.golden.reference_clients`, a naive line reader
-that shares nothing with `exporter.clientlist`.
+that shares nothing with `exporter.pipeline.clientlist`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,17 @@ from typing import Any
 
 import pytest
 
-from exporter.aggregate import AggregateState, ClientAggregate, aggregate_client_list
-from exporter.aggregate import client_list_spec as make_spec
-from exporter.clientlist import ClientListSummary, addr_host, summarize_client_list
-from exporter.config import ClientListConfig
-from exporter.grouping import OTHER, POLLS_BEFORE_LEAVING, GroupState, LabelTuple, cap_groups
+from exporter.config.model import ClientListConfig
+from exporter.pipeline.aggregate import AggregateState, ClientAggregate, aggregate_client_list
+from exporter.pipeline.aggregate import client_list_spec as make_spec
+from exporter.pipeline.clientlist import ClientListSummary, addr_host, summarize_client_list
+from exporter.pipeline.grouping import (
+    OTHER,
+    POLLS_BEFORE_LEAVING,
+    GroupState,
+    LabelTuple,
+    cap_groups,
+)
 from tests.support.golden import DATA_DIR, VERSIONS, read_data, reference_clients
 
 # Every test here runs with the compiled scanner and with the pure path: same results.

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import clientlist
-from exporter.clientlist import GROUP_SOURCES, ClientListSpec, summarize_client_list
-from exporter.config import Buckets
+from exporter.config.model import Buckets
+from exporter.pipeline import clientlist
+from exporter.pipeline.clientlist import GROUP_SOURCES, ClientListSpec, summarize_client_list
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_7_KEYS = (
@@ -144,5 +144,5 @@ def test_wheel_builds_without_a_c_compiler(tmp_path: Path) -> None:
     wheels = list(tmp_path.glob("redis_connection_exporter-*.whl"))
     assert len(wheels) == 1
     names = zipfile.ZipFile(wheels[0]).namelist()
-    assert "exporter/clientlist.py" in names
+    assert "exporter/pipeline/clientlist.py" in names
     assert not [name for name in names if name.endswith(".so")]

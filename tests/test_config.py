@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from exporter import cli
-from exporter.config import (
+from exporter.config.durations import parse_duration
+from exporter.config.loader import ConfigError, build_config, load_config_file
+from exporter.config.model import (
     DEFAULT_NAME_REWRITE,
     BackoffConfig,
     Buckets,
@@ -28,10 +30,8 @@ from exporter.config import (
     TargetConfig,
     TLSConfig,
 )
-from exporter.config_loader import ConfigError, build_config, load_config_file
-from exporter.config_targets import parse_target_url
-from exporter.durations import parse_duration
-from exporter.secret import Secret
+from exporter.config.secret import Secret
+from exporter.config.targets import parse_target_url
 from tests.support.tls import make_pki
 
 CONFIG_DATA = Path(__file__).parent / "data" / "config"

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from exporter.config import (
+from exporter.config.loader import TOP_LEVEL_KEYS, build_config
+from exporter.config.model import (
     BackoffConfig,
     Buckets,
     ClientListConfig,
@@ -17,8 +18,7 @@ from exporter.config import (
     ProbeConfig,
     TLSConfig,
 )
-from exporter.config_loader import TOP_LEVEL_KEYS, build_config
-from exporter.config_targets import TARGET_SETTING_KEYS
+from exporter.config.targets import TARGET_SETTING_KEYS
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "config.example.yaml")
 

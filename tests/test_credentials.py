@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from exporter.app import Exporter
-from exporter.config_loader import build_config
-from exporter.connection import CLIENT_NAME
+from exporter.config.loader import build_config
+from exporter.conn.connection import CLIENT_NAME
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient, commandstats
 from tests.support.redis_server import RedisServer

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import metrics
-from exporter.selfmetrics import SelfMetrics
+from exporter.expose import families as metrics
+from exporter.expose.selfmetrics import SelfMetrics
 from tests.support.redis_server import require_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -538,7 +538,7 @@ def test_builder_requires_the_compiled_scanner() -> None:
     builder = " ".join(i.args for i in _dockerfile()[0] if i.keyword == "RUN")
     assert "pip wheel" in builder and "_clientlist_scan" in builder
     final = " ".join(i.args for i in _dockerfile()[-1] if i.keyword == "RUN")
-    assert "import exporter._clientlist_scan" in final
+    assert "import exporter.pipeline._clientlist_scan" in final
 
 
 def _dockerignore() -> list[str]:

@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import metrics
 from exporter.app import Exporter
-from exporter.info import effective_max_clients, parse_info
-from exporter.render import RedisView, render_redis
+from exporter.expose import families as metrics
+from exporter.expose.render import RedisView, render_redis
+from exporter.pipeline.info import effective_max_clients, parse_info
 from tests.conftest import metrics_url
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, wait_for

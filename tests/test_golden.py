@@ -24,7 +24,7 @@ import re
 
 import pytest
 
-from exporter import metrics
+from exporter.expose import families as metrics
 from tests.support.exposition import check_families, promtool_problems
 from tests.support.golden import (
     CASES_BY_NAME,

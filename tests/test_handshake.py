@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.connection import CLIENT_NAME
-from exporter.info import parse_info
+from exporter.conn.connection import CLIENT_NAME
+from exporter.pipeline.info import parse_info
 from tests.conftest import metrics_url
 from tests.support.fake_resp2 import Command, ConnectionRecord, FakeRedis5
 from tests.support.scrape import fetch, value, values, wait_for

@@ -19,7 +19,7 @@ import yaml
 
 from exporter.app import Exporter, WebSettings
 from exporter.cli import load, parse_args
-from exporter.connection import CLIENT_NAME
+from exporter.conn.connection import CLIENT_NAME
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient, commandstats, open_named
 from tests.support.redis_server import RedisServer

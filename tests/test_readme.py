@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from exporter import metrics
+from exporter.expose import families as metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from exporter.app import Exporter, WebSettings
-from exporter.config_loader import load_config_file
-from exporter.connection import CLIENT_NAME
+from exporter.config.loader import load_config_file
+from exporter.conn.connection import CLIENT_NAME
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient
 from tests.support.process import ExporterProcess

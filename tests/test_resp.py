@@ -17,8 +17,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.errors import classify
-from exporter.resp import LARGE_BULK, ReplyReader
+from exporter.conn.errors import classify
+from exporter.conn.resp import LARGE_BULK, ReplyReader
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The shipped Prometheus rules: promtool checks and unit tests, and the metric names they use.
 
 `deploy/prometheus/rules.yml` is tested by `rules.test.yml` (promtool test rules). The checks
-here keep both honest against the one table of metrics (exporter/metrics.py): every name an
+here keep both honest against the one table of metrics (exporter/expose/families.py): every name an
 expression uses is exported, no snapshot histogram goes through rate(), every alert is labelled
 and annotated, and every alert has a case where it fires and one where it stays quiet. The Go
 peer's common connection alerts (tests/data/peer_rules/) must work unchanged on our series.
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter import metrics
+from exporter.expose import families as metrics
 from tests.support.exposition import HISTOGRAM_SUFFIXES, SAMPLE
 from tests.support.redis_server import require_binary
 

@@ -15,12 +15,12 @@ import bcrypt
 import pytest
 import yaml
 
-from exporter import metrics
 from exporter.app import Exporter, WebSettings
-from exporter.config_loader import build_config
-from exporter.exposition import TargetExposition, without_target_label
+from exporter.config.loader import build_config
+from exporter.expose import families as metrics
+from exporter.expose.exposition import TargetExposition, without_target_label
+from exporter.expose.snapshot import Snapshot, SnapshotStore
 from exporter.sharding import Shard, hashmod
-from exporter.snapshot import Snapshot, SnapshotStore
 from tests.support.clients import open_named
 from tests.support.exposition import check_families, promtool_problems
 from tests.support.redis_server import RedisServer, free_port

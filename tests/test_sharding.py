@@ -15,9 +15,9 @@ import yaml
 
 from exporter import cli
 from exporter.app import Exporter, WebSettings
-from exporter.config import Config
-from exporter.config_loader import build_config
-from exporter.connection import CLIENT_NAME
+from exporter.config.loader import build_config
+from exporter.config.model import Config
+from exporter.conn.connection import CLIENT_NAME
 from exporter.sharding import Roster, Shard, hashmod, hostname_ordinal, resolve_shard
 from tests.support.clients import RawClient
 from tests.support.prometheus_sharding import scrape_through_prometheus

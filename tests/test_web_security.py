@@ -21,7 +21,8 @@ import yaml
 
 from exporter import cli
 from exporter.app import Exporter, WebSettings
-from exporter.webconfig import BasicAuth, WebConfigError, load_web_config
+from exporter.config.web import WebConfigError, load_web_config
+from exporter.expose.basic_auth import BasicAuth
 from tests.support.redis_server import free_port
 from tests.support.tls import PKI, KeyPair, issue, make_ca, make_pki
 

@@ -6,7 +6,7 @@ merged into one `Snapshot`; `assemble` joins the snapshots family by family. The
 exporter's own state are fixed, so the text is byte-for-byte reproducible.
 
 `reference_clients` is a deliberately naive CLIENT LIST reader (split on spaces, then on the
-first `=`), independent of `exporter.clientlist`, for computing expectations in tests.
+first `=`), independent of `exporter.pipeline.clientlist`, for computing expectations in tests.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from exporter.aggregate import AggregateState, aggregate_client_list
-from exporter.config import ClientListConfig
-from exporter.exposition import assemble
-from exporter.info import effective_max_clients, info_number, parse_info
-from exporter.render import RedisView, SelfView, render_redis, render_self
-from exporter.snapshot import Snapshot
+from exporter.config.model import ClientListConfig
+from exporter.expose.exposition import assemble
+from exporter.expose.render import RedisView, SelfView, render_redis, render_self
+from exporter.expose.snapshot import Snapshot
+from exporter.pipeline.aggregate import AggregateState, aggregate_client_list
+from exporter.pipeline.info import effective_max_clients, info_number, parse_info
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(TESTS_DIR, "data")

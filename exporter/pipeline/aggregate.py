@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporter.clientlist import ClientListSpec, Histogram, RawReply, summarize_client_list
-from exporter.config import ClientListConfig
-from exporter.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
+from exporter.config.model import ClientListConfig
+from exporter.pipeline.clientlist import ClientListSpec, Histogram, RawReply, summarize_client_list
+from exporter.pipeline.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
 
 
 @dataclass

@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter import __version__
-from exporter.exposition import Exposition, TargetExposition
+from exporter.expose.basic_auth import BasicAuth
+from exporter.expose.exposition import Exposition, TargetExposition
+from exporter.expose.snapshot import SnapshotStore
 from exporter.logsetup import kv
 from exporter.sharding import Roster
-from exporter.snapshot import SnapshotStore
-from exporter.webconfig import BasicAuth
 
 log = logging.getLogger(__name__)
 

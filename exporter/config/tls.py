@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from exporter.config import TLSConfig
+from exporter.config.model import TLSConfig
 
 
 def tls_context(tls: TLSConfig) -> ssl.SSLContext:

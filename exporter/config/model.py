@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from exporter.secret import Secret
+from exporter.config.secret import Secret
 
 GROUP_BY_FIELDS = (
     "name",

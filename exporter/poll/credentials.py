@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 
-from exporter.config import TargetConfig
-from exporter.config_checks import Problems
-from exporter.config_targets import read_password_file
-from exporter.connection import PollConnection
-from exporter.errors import classify
+from exporter.config.checks import Problems
+from exporter.config.model import TargetConfig
+from exporter.config.secret import Secret
+from exporter.config.targets import read_password_file
+from exporter.conn.connection import PollConnection
+from exporter.conn.errors import classify
 from exporter.logsetup import kv
-from exporter.secret import Secret
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import ResponseError
-
-from exporter import connection as redis_connection
-from exporter.aggregate import aggregate_client_list, client_list_spec
-from exporter.config import Config, TargetConfig
-from exporter.connect_probe import ConnectProbe
-from exporter.credentials import CredentialRotation
-from exporter.errors import (
+from exporter.config.model import Config, TargetConfig
+from exporter.conn import connection as redis_connection
+from exporter.conn.errors import (
+    ErrorReply,
     HandshakeRefused,
     ReplyCut,
     classify,
@@ -22,17 +18,20 @@ from exporter.errors import (
     is_tls_eof,
     reply_text,
 )
-from exporter.info import (
+from exporter.conn.watchdog import Watchdog
+from exporter.expose.render import RedisView, SelfView, render_redis, render_self
+from exporter.expose.snapshot import Snapshot, SnapshotStore
+from exporter.logsetup import kv
+from exporter.pipeline.aggregate import aggregate_client_list, client_list_spec
+from exporter.pipeline.info import (
     connections_in_use,
     effective_max_clients,
     parse_info,
 )
-from exporter.logsetup import kv
-from exporter.poll_state import ClientListState, ServerFacts
-from exporter.render import RedisView, SelfView, render_redis, render_self
-from exporter.snapshot import Snapshot, SnapshotStore
-from exporter.target_state import TargetStats
-from exporter.watchdog import Watchdog
+from exporter.poll.credentials import CredentialRotation
+from exporter.poll.probe import ConnectProbe
+from exporter.poll.state import ClientListState, ServerFacts
+from exporter.poll.stats import TargetStats
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +138,13 @@ class TargetPoller:
         return (self.target.commands.client, "LIST")
 
     def _note_no_evict(self, reply: redis_connection.Reply) -> None:
-        allowed = not isinstance(reply, ResponseError)
+        allowed = not isinstance(reply, ErrorReply)
         self.stats.set_capability("client_no_evict", allowed, str(reply) if not allowed else "")
 
     def _digest(self, started: float, replies: list[tuple[redis_connection.Reply, float]],
                 deferred: bool, list_error: BaseException | None = None) -> bool:
         info_reply, info_done = replies[0]
-        if isinstance(info_reply, ResponseError):
+        if isinstance(info_reply, ErrorReply):
             if self.facts.version is not None and classify_reply(reply_text(info_reply)) == \
                     "unsupported":
                 self.facts.version = None  # older server behind the same address: plain INFO
@@ -184,7 +183,7 @@ class TargetPoller:
             return
         values: dict[str, str] = {}
         for key, (reply, _) in zip(CONFIG_KEYS, replies):
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, ErrorReply):
                 self._deny("config", "info", reply)
                 return
             if isinstance(reply, list) and len(reply) >= 2:
@@ -192,7 +191,7 @@ class TargetPoller:
         self.stats.set_capability("config", True)
         self.facts.learn_config(values)
 
-    def _deny(self, capability: str, step: str, reply: ResponseError) -> None:
+    def _deny(self, capability: str, step: str, reply: ErrorReply) -> None:
         if self.stats.set_capability(capability, False, str(reply)):
             self.stats.count_error(step, classify_reply(reply_text(reply)))
         self.listing.retry_at[capability] = time.monotonic() + CAPABILITY_RETRY_SECONDS
@@ -200,7 +199,7 @@ class TargetPoller:
     def _digest_client_list(self, reply: redis_connection.Reply, info_done: float) -> None:
         listing = self.listing
         listing.last_run = info_done
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, ErrorReply):
             self._deny("client_list", "client_list", reply)
             listing.forget()
             return

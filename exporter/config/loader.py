@@ -12,7 +12,15 @@ from typing import Any
 
 import yaml
 
-from exporter.config import (
+from exporter.config.checks import (
+    Problems,
+    check_mapping,
+    read_duration,
+    read_int,
+    read_number_list,
+    read_str,
+)
+from exporter.config.model import (
     GROUP_BY_FIELDS,
     BackoffConfig,
     Buckets,
@@ -21,15 +29,7 @@ from exporter.config import (
     PollConfig,
     RewriteRule,
 )
-from exporter.config_checks import (
-    Problems,
-    check_mapping,
-    read_duration,
-    read_int,
-    read_number_list,
-    read_str,
-)
-from exporter.config_targets import read_target_settings, read_targets
+from exporter.config.targets import read_target_settings, read_targets
 
 TOP_LEVEL_KEYS = ("poll", "defaults", "client_list", "targets")
 DEFAULT_URL = "redis://localhost:6379"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter.aggregate import AggregateState
-from exporter.clientlist import Histogram
-from exporter.config import Config
-from exporter.grouping import CappedGroups
-from exporter.info import info_number, version_tuple
+from exporter.config.model import Config
+from exporter.pipeline.aggregate import AggregateState
+from exporter.pipeline.clientlist import Histogram
+from exporter.pipeline.grouping import CappedGroups
+from exporter.pipeline.info import info_number, version_tuple
 
 BYTES_PER_CLIENT_GUESS = 280.0  # CLIENT LIST reply size per client before we measured one
 OBUF_MARGIN = 1.2

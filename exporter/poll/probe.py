@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from exporter import connection as redis_connection
-from exporter.config import TargetConfig
-from exporter.errors import HandshakeRefused, classify
-from exporter.target_state import TargetStats
-from exporter.watchdog import Watchdog
+from exporter.config.model import TargetConfig
+from exporter.conn import connection as redis_connection
+from exporter.conn.errors import HandshakeRefused, classify
+from exporter.conn.watchdog import Watchdog
+from exporter.poll.stats import TargetStats
 
 SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
 

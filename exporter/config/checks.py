@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any, NoReturn
 
-from exporter.durations import parse_duration
+from exporter.config.durations import parse_duration
 
 
 class Problems:

@@ -9,15 +9,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.config import (
-    DEFAULT_PORT,
-    CommandNames,
-    Endpoint,
-    ProbeConfig,
-    TargetConfig,
-    TLSConfig,
-)
-from exporter.config_checks import (
+from exporter.config.checks import (
     Problems,
     check_mapping,
     read_bool,
@@ -25,8 +17,16 @@ from exporter.config_checks import (
     read_int,
     read_str,
 )
-from exporter.secret import Secret
-from exporter.tls import tls_context
+from exporter.config.model import (
+    DEFAULT_PORT,
+    CommandNames,
+    Endpoint,
+    ProbeConfig,
+    TargetConfig,
+    TLSConfig,
+)
+from exporter.config.secret import Secret
+from exporter.config.tls import tls_context
 
 TARGET_SETTING_KEYS = (
     "username",

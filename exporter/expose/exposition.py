@@ -9,10 +9,10 @@ from __future__ import annotations
 import gzip
 import threading
 
-from exporter import metrics
-from exporter.render import escape_label
-from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import Snapshot, SnapshotStore
+from exporter.expose import families as metrics
+from exporter.expose.render import escape_label
+from exporter.expose.selfmetrics import SelfMetrics
+from exporter.expose.snapshot import Snapshot, SnapshotStore
 
 
 def family_header(family: metrics.Family) -> str:

@@ -22,12 +22,12 @@ from redis.exceptions import ResponseError
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
-from exporter.config import TargetConfig
-from exporter.errors import HandshakeRefused, ReplyCut, StepTimeout
-from exporter.resp import ReplyReader
-from exporter.secret import Secret
-from exporter.tls import tls_context
-from exporter.watchdog import Guard, Watchdog
+from exporter.config.model import TargetConfig
+from exporter.config.secret import Secret
+from exporter.config.tls import tls_context
+from exporter.conn.errors import HandshakeRefused, ReplyCut, StepTimeout
+from exporter.conn.resp import ReplyReader
+from exporter.conn.watchdog import Guard, Watchdog
 
 CLIENT_NAME = "redis-connection-exporter"
 Command = tuple[str | int | bytes, ...]
@@ -62,7 +62,7 @@ def connection_factory(target: TargetConfig, timeout: float, named: bool,
         "protocol": 2,
         "health_check_interval": 0,
         # redis-py zero-fills this buffer per connection (64 KiB each came to 62 MiB at 1,000
-        # targets); it only reads handshakes, PINGs and probes: polls use exporter/resp.py.
+        # targets); it only reads handshakes, PINGs and probes: polls use exporter/conn/resp.py.
         "socket_read_size": 4096,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         "redis_connect_func": _handshake(target, named, on_connect),
@@ -217,7 +217,7 @@ class PollConnection:
             commands = plan(fresh) if callable(plan) else plan
             if commands:
                 conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            reader = ReplyReader(conn._sock)  # not redis-py's parser: see exporter/resp.py
+            reader = ReplyReader(conn._sock)  # not redis-py's parser: see exporter/conn/resp.py
             for index in range(len(commands)):
                 reply = reader.read(last=index == len(commands) - 1)
                 if isinstance(reply, RedisConnectionError) and not error_replies:

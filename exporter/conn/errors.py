@@ -29,6 +29,10 @@ _REPLY_KINDS = (
 
 # Both derive from redis-py's errors: raised inside a connect, redis-py then closes the socket
 # instead of handing a half-set-up connection back to the pool.
+# An error reply in a pipeline's replies: read as a value, not raised (see conn/resp.py).
+ErrorReply = redis_errors.ResponseError
+
+
 class StepTimeout(redis_errors.TimeoutError):
     """A poll step overran `poll.timeout` and its socket was closed by the watchdog."""
 

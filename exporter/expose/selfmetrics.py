@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import platform
+from importlib.metadata import version
 
 import prometheus_client
-import redis
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from exporter import __version__, metrics
+from exporter import __version__
+from exporter.expose import families as metrics
 
 POLL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -26,7 +27,7 @@ class SelfMetrics:
         build = Gauge(metrics.GLOBAL_BUILD_INFO, "Version of the exporter and its runtime, "
                       "always 1.", ["version", "python_version", "redis_py_version"],
                       registry=self.registry)
-        build.labels(__version__, platform.python_version(), redis.__version__).set(1)
+        build.labels(__version__, platform.python_version(), version("redis")).set(1)
         self.reload_ok = Gauge(metrics.GLOBAL_RELOAD_OK, "1 if the last configuration "
                                "load succeeded.", registry=self.registry)
         self.reload_ok.set(1)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter import metrics
+from exporter.expose import families as metrics
 from exporter.logsetup import kv
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter import metrics
-from exporter.clientlist import Histogram
-from exporter.grouping import CappedGroups
-from exporter.info import connections_in_use, info_number
+from exporter.expose import families as metrics
+from exporter.pipeline.clientlist import Histogram
+from exporter.pipeline.grouping import CappedGroups
+from exporter.pipeline.info import connections_in_use, info_number
 
 Labels = Sequence[tuple[str, str]]
 

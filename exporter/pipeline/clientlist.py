@@ -23,7 +23,7 @@ from types import ModuleType
 
 _compiled: ModuleType | None
 try:
-    from exporter import _clientlist_scan as _compiled
+    from exporter.pipeline import _clientlist_scan as _compiled
 except ImportError:  # built without a C compiler: the pure path does the same work
     _compiled = None
 
@@ -57,7 +57,7 @@ INTEGER_KEYS = frozenset({
 })
 # Columns whose values vary per client (a Counter would hold one entry per client).
 VARIED_KEYS = frozenset({b"idle", b"age"})
-# A CLIENT LIST reply as the poll connection hands it over (see exporter/resp.py).
+# A CLIENT LIST reply as the poll connection hands it over (see exporter/conn/resp.py).
 RawReply = bytes | bytearray | memoryview
 # The field order is sampled from the first lines, within this many bytes.
 SAMPLE_BYTES = 64 * 1024

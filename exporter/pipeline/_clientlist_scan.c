@@ -1,5 +1,5 @@
 /*
- * Optional compiled scanner for a raw CLIENT LIST reply (exporter/clientlist.py has the
+ * Optional compiled scanner for a raw CLIENT LIST reply (exporter/pipeline/clientlist.py has the
  * pure-Python path and the semantics; this file must give identical results).
  *
  * Why C: the pure path costs ~1 us per client in the regex engine alone; the goal leaves

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from exporter.config import RewriteRule
+from exporter.config.model import RewriteRule
 
 OTHER = "__other__"
 POLLS_BEFORE_LEAVING = 3  # a kept tuple leaves only after this many polls outside the top

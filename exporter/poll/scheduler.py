@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from exporter.config import PollConfig
+from exporter.config.model import PollConfig
+from exporter.conn.watchdog import Watchdog
 from exporter.logsetup import kv
-from exporter.poller import TargetPoller
-from exporter.watchdog import Watchdog
+from exporter.poll.poller import TargetPoller
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from exporter.errors import StepTimeout
+from exporter.conn.errors import StepTimeout
 
 
 class Guard:
