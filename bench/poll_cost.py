@@ -34,6 +34,8 @@ from exporter.config.targets import parse_target_url
 from exporter.conn.watchdog import Watchdog
 from exporter.expose.snapshot import SnapshotStore
 from exporter.pipeline import clientlist
+from exporter.pipeline.digest import PollDigest
+from exporter.pipeline.steps import client_list_step
 from exporter.poll.poller import TargetPoller
 
 PAUSE_SECONDS = 0.25  # Redis sits idle before each call, as it does between real polls
@@ -79,7 +81,7 @@ def _timed(action: Callable[[], object]) -> tuple[float, float]:
 
 def _poll_with_list(poller: TargetPoller) -> Callable[[], object]:
     def run() -> None:
-        poller.listing.last_run = None  # CLIENT LIST due on every measured poll
+        poller.planner.last_list = None  # CLIENT LIST due on every measured poll
         if not poller.poll():
             raise RuntimeError(f"poll failed: {poller.stats.kind}")
     return run
@@ -92,8 +94,9 @@ def _client_list_step(poller: TargetPoller, compiled: bool) -> Callable[[], obje
         if not compiled:
             clientlist._compiled = None
         try:
-            [(reply, _)] = poller.conn.execute([poller._client_list_command()])
-            poller._digest_client_list(reply, time.monotonic())
+            step = client_list_step(poller.target.commands.client)
+            [(reply, _)] = poller.conn.execute(step.commands)
+            PollDigest(poller.memory, poller.settings, time.time()).take(step, [reply])
             poller.publish()
         finally:
             clientlist._compiled = saved

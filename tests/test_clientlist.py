@@ -17,14 +17,15 @@ import pytest
 from exporter.config.model import ClientListConfig
 from exporter.pipeline.aggregate import AggregateState, ClientAggregate, aggregate_client_list
 from exporter.pipeline.aggregate import client_list_spec as make_spec
-from exporter.pipeline.clientlist import ClientListSummary, addr_host, summarize_client_list
+from exporter.pipeline.clientlist import ClientListSummary, summarize_client_list
 from exporter.pipeline.grouping import (
     OTHER,
     POLLS_BEFORE_LEAVING,
     GroupState,
-    LabelTuple,
     cap_groups,
 )
+from exporter.pipeline.groups import GroupMeasures, LabelTuple, column
+from exporter.pipeline.labels import addr_host
 from tests.support.golden import DATA_DIR, VERSIONS, read_data, reference_clients
 
 # Every test here runs with the compiled scanner and with the pure path: same results.
@@ -47,6 +48,11 @@ def aggregate(raw: bytes, config: ClientListConfig = DEFAULT) -> ClientAggregate
 
 def summarize(raw: bytes, config: ClientListConfig = DEFAULT) -> ClientListSummary:
     return summarize_client_list(raw, make_spec(config))
+
+
+def idle_groups(summary: ClientListSummary) -> dict[LabelTuple, int]:
+    """Groups with idle connections (those without any leave the comparison)."""
+    return {labels: idle for labels, idle in column(summary.groups, "idle").items() if idle}
 
 
 def by_first_label(groups: dict[LabelTuple, int]) -> dict[str, int]:
@@ -72,14 +78,14 @@ def reply(lines: list[str]) -> bytes:
 def test_counts_per_raw_name(version: str) -> None:
     config = ClientListConfig(group_by=("name",), name_rewrite=())
     result = aggregate(read_data(f"{version}/client_list.txt"), config)
-    assert by_first_label(result.groups.connections) == expected(version)["names"]
+    assert by_first_label(column(result.groups, "connections")) == expected(version)["names"]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_counts_per_client_type(version: str) -> None:
     config = ClientListConfig(group_by=("client_type",))
     result = aggregate(read_data(f"{version}/client_list.txt"), config)
-    assert by_first_label(result.groups.connections) == expected(version)["client_types"]
+    assert by_first_label(column(result.groups, "connections")) == expected(version)["client_types"]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -87,7 +93,7 @@ def test_groups_sum_to_line_count(version: str) -> None:
     truth = expected(version)
     result = aggregate(read_data(f"{version}/client_list.txt"))
     assert result.clients == truth["client_list_lines"] == truth["connected_clients"]
-    assert sum(result.groups.connections.values()) == truth["client_list_lines"]
+    assert sum(column(result.groups, "connections").values()) == truth["client_list_lines"]
     assert result.malformed == 0
 
 
@@ -95,7 +101,7 @@ def test_groups_sum_to_line_count(version: str) -> None:
 def test_default_rewrite_merges_pod_and_hex_names(version: str) -> None:
     result = aggregate(read_data(f"{version}/client_list.txt"),
                        ClientListConfig(group_by=("name",)))
-    names = by_first_label(result.groups.connections)
+    names = by_first_label(column(result.groups, "connections"))
     assert names["api"] == 3
     assert names["web"] == 2
     assert not [name for name in names if name.startswith(("api-", "web-"))]
@@ -135,17 +141,17 @@ def test_memory_histogram_absent_before_tot_mem() -> None:
 def test_user_is_empty_when_the_server_has_no_acl() -> None:
     config = ClientListConfig(group_by=("user",))
     old = aggregate(read_data("redis-5.0/client_list.txt"), config)
-    assert old.groups.connections == {("",): 17}
+    assert column(old.groups, "connections") == {("",): 17}
     for version in VERSIONS[1:]:
         new = aggregate(read_data(f"{version}/client_list.txt"), config)
-        assert new.groups.connections == {("default",): 16, ("app",): 1}, version
+        assert column(new.groups, "connections") == {("default",): 16, ("app",): 1}, version
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_lib_name_is_empty_when_missing_or_unset(version: str) -> None:
     config = ClientListConfig(group_by=("lib_name", "client_type"))
     result = aggregate(read_data(f"{version}/client_list.txt"), config)
-    assert result.groups.connections == {("", "normal"): 15, ("", "pubsub"): 2}
+    assert column(result.groups, "connections") == {("", "normal"): 15, ("", "pubsub"): 2}
 
 
 # -- edge fixtures -------------------------------------------------------------------------
@@ -154,7 +160,7 @@ def test_odd_names_are_their_own_groups() -> None:
     truth = expected("edge")["client_list_odd_names.txt"]
     config = ClientListConfig(group_by=("name",), name_rewrite=())
     result = aggregate(read_data("edge/client_list_odd_names.txt"), config)
-    names = by_first_label(result.groups.connections)
+    names = by_first_label(column(result.groups, "connections"))
     assert result.clients == truth["client_list_lines"] == 8
     assert set(names.values()) == {1}
     assert len(names) == 8
@@ -170,7 +176,7 @@ def test_malformed_lines_never_cost_the_well_formed_ones() -> None:
     truth = expected("edge")["client_list_malformed.txt"]
     config = ClientListConfig(group_by=("name",), name_rewrite=())
     result = aggregate(read_data("edge/client_list_malformed.txt"), config)
-    names = by_first_label(result.groups.connections)
+    names = by_first_label(column(result.groups, "connections"))
     assert set(truth["well_formed_names"]) <= set(names)
     # bad-age, missing-idle and the truncated last line are clients too.
     assert names == {name: 1 for name in ("api-7f9c2d4e1a", "bad-age", "missing-idle",
@@ -209,7 +215,7 @@ def test_a_malformed_first_line_costs_nothing_either(bad: str) -> None:
     for name in HISTOGRAM_KEYS:
         assert name in summary.histograms, f"{name} lost for the well-formed lines"
         assert summary.histograms[name].count >= 2, name
-    assert summary.idle_groups == {("idler", "normal"): 1}
+    assert idle_groups(summary) == {("idler", "normal"): 1}
 
 
 def test_fast_and_tolerant_paths_agree() -> None:
@@ -217,14 +223,14 @@ def test_fast_and_tolerant_paths_agree() -> None:
     fast = summarize(reply(lines))
     slow = summarize(reply([*lines[:10], "!!!", *lines[10:]]))
     assert slow.malformed == 1
-    assert (fast.clients, fast.groups, fast.idle_groups, fast.histograms) == \
-        (slow.clients, slow.groups, slow.idle_groups, slow.histograms)
+    assert (fast.clients, fast.groups, idle_groups(fast), fast.histograms) == \
+        (slow.clients, slow.groups, idle_groups(slow), slow.histograms)
 
 
 def test_ipv6_and_unix_addresses() -> None:
     config = ClientListConfig(group_by=("name", "addr_host"))
     result = aggregate(read_data("edge/client_list_ipv6_unix.txt"), config)
-    assert result.groups.connections == {
+    assert column(result.groups, "connections") == {
         ("ipv6-client", "::1"): 1,
         ("unix-client", "unix"): 1,
         ("ipv6-global", "2001:db8::17"): 1,
@@ -257,12 +263,12 @@ def test_idle_connections_exclude_idle_by_design() -> None:
         client_line("", idle="100000", cid=10),
     ])
     result = aggregate(raw)
-    assert result.groups.connections == {
+    assert column(result.groups, "connections") == {
         ("app", "normal"): 3, ("tx", "normal"): 1, ("blocked", "normal"): 1,
         ("sub", "pubsub"): 1, ("replica", "replica"): 1, ("master", "master"): 1,
         ("monitor", "monitor"): 1, ("", "normal"): 1,
     }
-    assert result.groups.idle == {
+    assert column(result.groups, "idle") == {
         ("app", "normal"): 1, ("tx", "normal"): 1, ("blocked", "normal"): 0,
         ("sub", "pubsub"): 0, ("replica", "replica"): 0, ("master", "master"): 0,
         ("monitor", "monitor"): 0, ("", "normal"): 1,
@@ -286,7 +292,7 @@ def test_cap_keeps_max_groups_and_loses_no_client() -> None:
     lines = [client_line(f"n{i:03d}", cid=i) for i in range(200)]
     lines += [client_line("big", cid=1000 + i) for i in range(10)]
     result = aggregate(reply(lines))
-    connections = result.groups.connections
+    connections = column(result.groups, "connections")
     other = (OTHER, OTHER)
     kept = [labels for labels in connections if labels != other]
     assert len(kept) == 50
@@ -296,16 +302,18 @@ def test_cap_keeps_max_groups_and_loses_no_client() -> None:
     assert sorted(kept) == [("big", "normal"), *((f"n{i:03d}", "normal") for i in range(49))]
     assert connections[other] == 151
     assert sum(connections.values()) == 210 == result.clients
-    assert set(result.groups.idle) == set(connections)
+    assert set(column(result.groups, "idle")) == set(connections)
 
 
 def _poll(counts: dict[str, int], state: GroupState, max_groups: int = 2
           ) -> tuple[dict[LabelTuple, int], GroupState]:
-    connections: dict[LabelTuple, int] = {(name,): count for name, count in counts.items()}
-    capped, state = cap_groups(connections, {}, state, max_groups, 1)
-    assert sum(capped.connections.values()) == sum(counts.values())
-    assert len([labels for labels in capped.connections if labels != (OTHER,)]) <= max_groups
-    return capped.connections, state
+    groups: dict[LabelTuple, GroupMeasures] = {
+        (name,): GroupMeasures(connections=count) for name, count in counts.items()}
+    capped, state = cap_groups(groups, state, max_groups, 1)
+    connections = column(capped, "connections")
+    assert sum(connections.values()) == sum(counts.values())
+    assert len([labels for labels in connections if labels != (OTHER,)]) <= max_groups
+    return connections, state
 
 
 def test_kept_tuple_leaves_on_the_third_poll_outside_the_top() -> None:
@@ -354,4 +362,4 @@ def test_a_client_named_like_the_overflow_tuple_is_not_lost() -> None:
     lines = [client_line("__other__", cid=i) for i in range(5)]
     lines += [client_line("a", cid=10), client_line("b", cid=11)]
     result = aggregate(reply(lines), ClientListConfig(group_by=("name",), max_groups=1))
-    assert sum(result.groups.connections.values()) == 7 == result.clients
+    assert sum(column(result.groups, "connections").values()) == 7 == result.clients

@@ -20,7 +20,15 @@ from hypothesis import strategies as st
 
 from exporter.config.model import Buckets
 from exporter.pipeline import clientlist
-from exporter.pipeline.clientlist import GROUP_SOURCES, ClientListSpec, summarize_client_list
+from exporter.pipeline.clientlist import line_keys, scan_reply, summarize_client_list
+from exporter.pipeline.columns import (
+    GROUP_SOURCES,
+    HISTOGRAM_SOURCES,
+    INTEGER_KEYS,
+    ClientListSpec,
+)
+from exporter.pipeline.groups import column
+from tests.support.golden import VERSIONS, read_data, reference_clients
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_7_KEYS = (
@@ -28,7 +36,7 @@ REDIS_7_KEYS = (
     "multi", "qbuf", "qbuf-free", "argv-mem", "multi-mem", "rbs", "rbp", "obl", "oll", "omem",
     "tot-mem", "events", "cmd", "user", "redir", "resp", "lib-name", "lib-ver",
 )
-BUCKETS = {name: getattr(Buckets(), name) for name in clientlist.HISTOGRAM_SOURCES}
+BUCKETS = {name: getattr(Buckets(), name) for name in HISTOGRAM_SOURCES}
 
 numbers = st.one_of(
     st.integers(0, 100_000).map(str),
@@ -54,7 +62,7 @@ def client_lines(draw: st.DrawFn) -> str:
     keys = list(dict.fromkeys(keys))  # one value per key (Redis never repeats one)
     tokens = []
     for key in keys:
-        value = draw(numbers if key.encode() in clientlist.INTEGER_KEYS else texts)
+        value = draw(numbers if key.encode() in INTEGER_KEYS else texts)
         tokens.append(f"{key}={value}")
     return " ".join(tokens)
 
@@ -118,7 +126,7 @@ def test_compiled_and_pure_agree_on_realistic_replies(spec: ClientListSpec, coun
     raw = ("\n".join(rows) + "\n").encode()
     compiled = summarize_client_list(raw, spec)
     assert compiled == summarize_client_list(raw, spec, compiled=False)
-    assert compiled.clients == count == sum(compiled.groups.values())
+    assert compiled.clients == count == sum(column(compiled.groups, "connections").values())
 
 
 def test_huge_values_hand_over_to_the_pure_path() -> None:
@@ -126,7 +134,7 @@ def test_huge_values_hand_over_to_the_pure_path() -> None:
     spec = ClientListSpec(("name",), 60.0, BUCKETS)
     summary = summarize_client_list(raw, spec)
     assert summary.histograms["idle_seconds"].total == 99999999999999999999.0
-    assert summary.idle_groups == {("x",): 1}
+    assert column(summary.groups, "idle") == {("x",): 1}
 
 
 def test_wheel_builds_without_a_c_compiler(tmp_path: Path) -> None:
@@ -146,3 +154,44 @@ def test_wheel_builds_without_a_c_compiler(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "exporter/pipeline/clientlist.py" in names
     assert not [name for name in names if name.endswith(".so")]
+
+
+# -- per-group sums: the generic machinery behind the group record's summed fields --------
+
+SUMMABLE = [b"omem", b"qbuf", b"tot-mem", b"tot-net-in", b"age", b"idle", b"zz"]
+sum_specs = st.builds(
+    ClientListSpec,
+    group_by=st.lists(st.sampled_from(sorted(GROUP_SOURCES)), min_size=1, max_size=3,
+                      unique=True).map(tuple),
+    idle_threshold=st.sampled_from([0.0, 60.0]),
+    buckets=st.just(BUCKETS),
+    sums=st.lists(st.sampled_from(SUMMABLE), max_size=4, unique=True).map(tuple),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=replies(), spec=sum_specs)
+def test_compiled_and_pure_agree_on_sums(raw: bytes, spec: ClientListSpec) -> None:
+    keys = line_keys(raw[:65536])
+    assert scan_reply(raw, spec, keys) == scan_reply(raw, spec, keys, compiled=False)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "pure"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_sums_per_raw_group_match_the_reference_reader(version: str, compiled: bool) -> None:
+    raw = read_data(f"{version}/client_list.txt")
+    sums = (b"omem", b"qbuf", b"tot-mem")
+    spec = ClientListSpec(("name",), 60.0, BUCKETS, sums)
+    scan = scan_reply(raw, spec, line_keys(raw), compiled=compiled)
+    expected: dict[tuple[str, str], list[int]] = {}
+    for client in reference_clients(raw):
+        labels = (client.fields.get("flags", ""), client.fields.get("name", ""))
+        counts = expected.setdefault(labels, [0, 0, 0, 0, 0])
+        counts[0] += 1
+        counts[1] += int((client.number("idle") or 0) > 60)
+        for index, key in enumerate(sums, start=2):
+            counts[index] += client.number(key.decode()) or 0
+    got = {tuple(value.decode("latin-1") if value is not None else "" for value in labels):
+           list(counts) for labels, counts in scan.combos.items()}
+    assert got == expected
+    assert sum(counts[0] for counts in got.values()) == scan.clients

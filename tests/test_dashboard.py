@@ -194,7 +194,7 @@ def test_every_metric_is_exported(dashboard: dict[str, Any]) -> None:
     # The panels the dashboard promises are there.
     assert {metrics.SATURATION.name, metrics.HEADROOM.name, metrics.CONNECTIONS.name,
             metrics.IDLE_CONNECTIONS.name, metrics.POLL_ERRORS.name,
-            metrics.GLOBAL_POLL_DURATION, metrics.LAST_SUCCESS.name,
+            metrics.POLL_DURATION.name, metrics.LAST_SUCCESS.name,
             metrics.PROBE_SUCCESS.name, metrics.CLIENT_LIST_INTERVAL.name,
             metrics.CAPABILITY.name, "redis_rejected_connections_total",
             "redis_evicted_clients_total",

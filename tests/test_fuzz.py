@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
 from exporter.expose import families as metrics
-from exporter.expose.render import RedisView, render_redis
+from exporter.expose.render import render_redis
+from exporter.pipeline.digest import RedisView
 from exporter.pipeline.info import effective_max_clients, parse_info
 from tests.conftest import metrics_url
 from tests.support.redis_server import RedisServer

@@ -20,10 +20,10 @@ def test_metric_table_lists_exactly_the_exported_families() -> None:
                                  _readme(), re.MULTILINE))
     exported = {family.name: family.type for family in metrics.TARGET_FAMILIES}
     exported.update({
-        metrics.GLOBAL_POLL_DURATION: "histogram",
-        metrics.GLOBAL_BUILD_INFO: "gauge",
-        metrics.GLOBAL_RELOAD_OK: "gauge",
-        metrics.GLOBAL_TARGETS: "gauge",
+        metrics.POLL_DURATION.name: "histogram",
+        metrics.BUILD_INFO.name: "gauge",
+        metrics.RELOAD_OK.name: "gauge",
+        metrics.TARGETS.name: "gauge",
     })
     assert documented == exported
 

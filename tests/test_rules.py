@@ -66,8 +66,8 @@ def _promtool(*args: str) -> None:
 def _exported() -> dict[str, str]:
     """Every exported family name -> its type, the global self metrics included."""
     families = {family.name: family.type for family in metrics.TARGET_FAMILIES}
-    families[metrics.GLOBAL_POLL_DURATION] = "histogram"
-    for name in (metrics.GLOBAL_BUILD_INFO, metrics.GLOBAL_RELOAD_OK, metrics.GLOBAL_TARGETS):
+    families[metrics.POLL_DURATION.name] = "histogram"
+    for name in (metrics.BUILD_INFO.name, metrics.RELOAD_OK.name, metrics.TARGETS.name):
         families[name] = "gauge"
     return families
 

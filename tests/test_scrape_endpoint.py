@@ -84,7 +84,7 @@ def test_known_target_is_its_metrics_series_without_the_target_label(
                                             "redis_client_idle_seconds_bucket",
                                             "redis_connection_exporter_pool_max_connections"}
     assert "redis_up 1\n" in text  # a label set that was only `target` is gone, braces too
-    assert metrics.GLOBAL_BUILD_INFO not in text  # global self metrics stay on /metrics
+    assert metrics.BUILD_INFO.name not in text  # global self metrics stay on /metrics
     check_families(text)
     code, problems = promtool_problems(text.encode())
     assert (code, problems) == (0, "")

@@ -1,4 +1,5 @@
-"""Maps what went wrong to the closed set of `kind` label values. No free text reaches a label."""
+"""Maps what went wrong to the closed set of `kind` values (expose/families.py: `Kind`).
+No free text reaches a label."""
 
 from __future__ import annotations
 
@@ -8,22 +9,24 @@ import ssl
 
 from redis import exceptions as redis_errors
 
+from exporter.expose.families import Kind
+
 # Prefixes of Redis error replies, in the order they are tested.
 _REPLY_KINDS = (
-    ("WRONGPASS", "auth"),
-    ("NOAUTH", "auth"),
-    ("ERR invalid password", "auth"),
-    ("ERR AUTH", "auth"),
-    ("ERR Client sent AUTH", "auth"),
-    ("NOPERM", "noperm"),
-    ("ERR max number of clients", "maxclients"),
-    ("LOADING", "loading"),
-    ("BUSY", "busy"),
-    ("MASTERDOWN", "other"),
-    ("ERR unknown command", "unsupported"),
-    ("ERR unknown subcommand", "unsupported"),
-    ("ERR Unknown subcommand", "unsupported"),
-    ("ERR syntax error", "unsupported"),
+    ("WRONGPASS", Kind.AUTH),
+    ("NOAUTH", Kind.AUTH),
+    ("ERR invalid password", Kind.AUTH),
+    ("ERR AUTH", Kind.AUTH),
+    ("ERR Client sent AUTH", Kind.AUTH),
+    ("NOPERM", Kind.NOPERM),
+    ("ERR max number of clients", Kind.MAXCLIENTS),
+    ("LOADING", Kind.LOADING),
+    ("BUSY", Kind.BUSY),
+    ("MASTERDOWN", Kind.OTHER),
+    ("ERR unknown command", Kind.UNSUPPORTED),
+    ("ERR unknown subcommand", Kind.UNSUPPORTED),
+    ("ERR Unknown subcommand", Kind.UNSUPPORTED),
+    ("ERR syntax error", Kind.UNSUPPORTED),
 )
 
 
@@ -70,7 +73,7 @@ def classify_reply(message: str) -> str:
     for prefix, kind in _REPLY_KINDS:
         if message.startswith(prefix):
             return kind
-    return "other"
+    return Kind.OTHER
 
 
 def classify(error: BaseException) -> str:
@@ -78,43 +81,43 @@ def classify(error: BaseException) -> str:
     if isinstance(error, ReplyCut):
         return classify(error.error)
     if isinstance(error, StepTimeout):
-        return "timeout"
+        return Kind.TIMEOUT
     if isinstance(error, HandshakeRefused):
         return classify_reply(reply_text(error.reply))
     if isinstance(error, redis_errors.AuthenticationError):
-        return "auth"
+        return Kind.AUTH
     if isinstance(error, redis_errors.BusyLoadingError):
-        return "loading"
+        return Kind.LOADING
     if isinstance(error, redis_errors.ResponseError):
         return classify_reply(reply_text(error))
     if isinstance(error, (redis_errors.TimeoutError, socket.timeout, TimeoutError)):
-        return "timeout"
+        return Kind.TIMEOUT
     if isinstance(error, ssl.SSLError) or _caused_by(error, ssl.SSLError):
-        return "tls"
+        return Kind.TLS
     if isinstance(error, redis_errors.ConnectionError):
         return _classify_connection_error(error)
     if isinstance(error, (redis_errors.InvalidResponse, redis_errors.DataError)):
-        return "protocol"
+        return Kind.PROTOCOL
     if isinstance(error, ConnectionRefusedError):
-        return "refused"
-    return "other"
+        return Kind.REFUSED
+    return Kind.OTHER
 
 
 def _classify_connection_error(error: redis_errors.ConnectionError) -> str:
     text = str(error)
     if "max number of clients" in text:
-        return "maxclients"
+        return Kind.MAXCLIENTS
     if f"Error {errno.ECONNREFUSED} " in text or "Connection refused" in text:
-        return "refused"
+        return Kind.REFUSED
     if "No such file or directory" in text or f"Error {errno.ENOENT} " in text:
-        return "refused"  # unix socket missing: nothing listens there
+        return Kind.REFUSED  # unix socket missing: nothing listens there
     if "SSL" in text or "certificate" in text:
-        return "tls"
+        return Kind.TLS
     if "Timeout" in text or "timed out" in text:
-        return "timeout"
+        return Kind.TIMEOUT
     if "Protocol Error" in text:
-        return "protocol"
-    return "other"
+        return Kind.PROTOCOL
+    return Kind.OTHER
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:

@@ -1,7 +1,10 @@
-"""The one table of metric families: name, type, help and the source of the value.
+"""The one table of metric families: names, types, HELP, labels, and the closed sets of label
+values (`kind`, `step`, `capability`, `state`).
 
-The order here is the order of families on /metrics. Renderers look families up by name, so a
-metric that is not in this table cannot be emitted.
+The order here is the order of families on /metrics. Renderers look families up here, so a
+metric that is not in this table cannot be emitted, and code names a kind, a step or a
+capability through the constants below, never as a free string. A leaf: it imports nothing of
+the exporter, so every stage may read it (tests/test_layout.py).
 """
 
 from __future__ import annotations
@@ -15,11 +18,71 @@ _SNAPSHOT = (" A snapshot of all current clients, not a running count: never rat
              "histogram_quantile(q, sum by (le) (..._bucket)) and _sum / _count.")
 
 
+class Kind:
+    """What went wrong: the closed set of `kind` values. No free text reaches a label."""
+
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    AUTH = "auth"
+    NOPERM = "noperm"
+    MAXCLIENTS = "maxclients"
+    LOADING = "loading"
+    BUSY = "busy"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    UNSUPPORTED = "unsupported"  # unknown or renamed command: sets a capability to 0
+    OTHER = "other"
+
+
+ERROR_KINDS = (Kind.REFUSED, Kind.TIMEOUT, Kind.AUTH, Kind.NOPERM, Kind.MAXCLIENTS,
+               Kind.LOADING, Kind.BUSY, Kind.TLS, Kind.PROTOCOL, Kind.UNSUPPORTED, Kind.OTHER)
+
+
+class Step:
+    """The `step` values: what a duration, a success time or an error belongs to."""
+
+    INFO = "info"
+    CLIENT_LIST = "client_list"
+    PROBE = "probe"
+
+
+STEPS = (Step.INFO, Step.CLIENT_LIST, Step.PROBE)
+
+
+class Capability:
+    """The `capability` values: what a target allows (1) or was found to refuse (0)."""
+
+    CLIENT_LIST = "client_list"
+    CONFIG = "config"
+    CLIENT_SETNAME = "client_setname"
+    CLIENT_NO_EVICT = "client_no_evict"
+    CLIENT_LIST_FITS = "client_list_fits_output_buffer"
+
+
+CAPABILITIES = (Capability.CLIENT_LIST, Capability.CONFIG, Capability.CLIENT_SETNAME,
+                Capability.CLIENT_NO_EVICT, Capability.CLIENT_LIST_FITS)
+
+
+class PoolState:
+    IN_USE = "in_use"
+    IDLE = "idle"
+
+
+class TargetState:
+    UP = "up"
+    DOWN = "down"
+
+
+# Families with this label take the configured client_list.group_by labels in its place.
+GROUP_BY = "<group_by>"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
     type: str  # gauge, counter or histogram
     help: str
+    labels: tuple[str, ...] = ("target",)  # histograms add `le`, not listed here
 
 
 @dataclass(frozen=True)
@@ -30,18 +93,23 @@ class InfoField:
     family: Family
 
 
-def _gauge(name: str, text: str) -> Family:
-    return Family(name, "gauge", text)
+def _gauge(name: str, text: str, *labels: str) -> Family:
+    return Family(name, "gauge", text, ("target", *labels))
 
 
-def _counter(name: str, text: str) -> Family:
-    return Family(name, "counter", text)
+def _counter(name: str, text: str, *labels: str) -> Family:
+    return Family(name, "counter", text, ("target", *labels))
+
+
+def _listed(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
 
 
 UP = _gauge("redis_up", "1 if the last INFO on the held poll connection succeeded, else 0. "
             + _LAST_POLL)
 INSTANCE_INFO = _gauge("redis_instance_info",
-                       "Redis version, role and mode, always 1. " + _LAST_POLL)
+                       "Redis version, role and mode, always 1. " + _LAST_POLL,
+                       "redis_version", "role", "redis_mode")
 START_TIME = _gauge("redis_start_time_seconds",
                     "Unix time Redis started (now minus uptime, kept while run_id is the same). "
                     + _LAST_POLL)
@@ -103,10 +171,16 @@ HEADROOM = _gauge("redis_connection_headroom", "maxclients minus (connected_clie
 
 CONNECTIONS = _gauge("redis_client_connections", "Client connections per group "
                      "(client_list.group_by, capped at max_groups, the rest in __other__); "
-                     "the groups sum to the CLIENT LIST line count. " + _LAST_LIST)
+                     "the groups sum to the CLIENT LIST line count. " + _LAST_LIST, GROUP_BY)
 IDLE_CONNECTIONS = _gauge("redis_client_idle_connections", "Connections per group idle longer "
                           "than client_list.idle_threshold, not counting blocked, pubsub, "
-                          "replica, master or monitor clients. " + _LAST_LIST)
+                          "replica, master or monitor clients. " + _LAST_LIST,
+                          GROUP_BY)
+# One family per field of the group record (pipeline/groups.py: GroupMeasures), same tuples.
+GROUP_FAMILIES = {
+    "connections": CONNECTIONS,
+    "idle": IDLE_CONNECTIONS,
+}
 HISTOGRAMS = {
     "idle_seconds": Family("redis_client_idle_seconds", "histogram",
                            "Seconds since each client's last command." + _SNAPSHOT + " "
@@ -127,18 +201,17 @@ HISTOGRAMS = {
 
 _SELF = "redis_connection_exporter_"
 POOL_CONNECTIONS = _gauge(_SELF + "pool_connections", "Connections in the target's pool by "
-                          "state, as of the last poll.")
+                          "state, as of the last poll.", "state")
 POOL_MAX = _gauge(_SELF + "pool_max_connections", "Size limit of the target's pool: the one "
                   "held poll connection.")
 POOL_CREATED = _counter(_SELF + "pool_connections_created_total", "Poll connections opened to "
                         "the target (reconnects included).")
 LAST_DURATION = _gauge(_SELF + "last_poll_duration_seconds", "Duration of the last poll step "
-                       "(info, client_list, probe) for the target.")
-POLL_ERRORS = _counter(_SELF + "poll_errors_total", "Failed poll steps by kind (refused, "
-                       "timeout, auth, noperm, maxclients, loading, busy, tls, protocol, "
-                       "unsupported, other).")
+                       f"({_listed(STEPS)}) for the target.", "step")
+POLL_ERRORS = _counter(_SELF + "poll_errors_total", "Failed poll steps by kind "
+                       f"({_listed(ERROR_KINDS)}).", "step", "kind")
 LAST_SUCCESS = _gauge(_SELF + "last_poll_success_timestamp_seconds", "Unix time of the last "
-                      "successful poll step: alert on time() minus this.")
+                      "successful poll step: alert on time() minus this.", "step")
 PROBE_SUCCESS = _gauge(_SELF + "connect_probe_success", "1 if a new client could connect, "
                        "authenticate and PING on the last connect probe (inferred at "
                        "maxclients without connecting), else 0.")
@@ -148,8 +221,7 @@ CLIENT_LIST_BYTES = _gauge(_SELF + "client_list_bytes", "Size of the last CLIENT
 CLIENT_LIST_INTERVAL = _gauge(_SELF + "client_list_interval_seconds", "Current CLIENT LIST "
                               "interval of the target; longer than configured while backed off.")
 CAPABILITY = _gauge(_SELF + "target_capability", "1 if the target allows the capability "
-                    "(client_list, config, client_setname, client_no_evict, "
-                    "client_list_fits_output_buffer), 0 if it was found missing.")
+                    f"({_listed(CAPABILITIES)}), 0 if it was found missing.", "capability")
 
 TARGET_FAMILIES: tuple[Family, ...] = (
     UP,
@@ -159,8 +231,7 @@ TARGET_FAMILIES: tuple[Family, ...] = (
     MAX_CLIENTS,
     SATURATION,
     HEADROOM,
-    CONNECTIONS,
-    IDLE_CONNECTIONS,
+    *GROUP_FAMILIES.values(),
     *HISTOGRAMS.values(),
     POOL_CONNECTIONS,
     POOL_MAX,
@@ -175,12 +246,14 @@ TARGET_FAMILIES: tuple[Family, ...] = (
     CAPABILITY,
 )
 
-# Global self metrics live in selfmetrics.py on a prometheus-client registry.
-GLOBAL_POLL_DURATION = _SELF + "poll_duration_seconds"
-GLOBAL_BUILD_INFO = _SELF + "build_info"
-GLOBAL_RELOAD_OK = _SELF + "config_last_reload_successful"
-GLOBAL_TARGETS = _SELF + "targets"
+# Global self metrics: rendered by expose/selfmetrics.py on a prometheus-client registry.
+POLL_DURATION = Family(_SELF + "poll_duration_seconds", "histogram", "Duration of poll steps "
+                       f"({_listed(STEPS)}) across all targets.", ("step",))
+BUILD_INFO = Family(_SELF + "build_info", "gauge", "Version of the exporter and its runtime, "
+                    "always 1.", ("version", "python_version", "redis_py_version"))
+RELOAD_OK = Family(_SELF + "config_last_reload_successful", "gauge", "1 if the last "
+                   "configuration load succeeded.", ())
+TARGETS = Family(_SELF + "targets", "gauge", "Configured targets by the state of their last "
+                 "poll (not yet polled targets are not counted).", ("state",))
 
-ERROR_KINDS = ("refused", "timeout", "auth", "noperm", "maxclients", "loading", "busy", "tls",
-               "protocol", "unsupported", "other")
-STEPS = ("info", "client_list", "probe")
+GLOBAL_FAMILIES: tuple[Family, ...] = (POLL_DURATION, BUILD_INFO, RELOAD_OK, TARGETS)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from exporter.expose import families as metrics
-from exporter.pipeline.clientlist import Histogram
-from exporter.pipeline.grouping import CappedGroups
+from exporter.expose.families import PoolState
+from exporter.pipeline.columns import Histogram
+from exporter.pipeline.digest import RedisView
+from exporter.pipeline.groups import GroupMeasures, Groups
 from exporter.pipeline.info import connections_in_use, info_number
 
 Labels = Sequence[tuple[str, str]]
@@ -41,18 +43,6 @@ def sample(name: str, labels: Labels, value: float) -> str:
         body = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels)
         return f"{name}{{{body}}} {format_value(value)}\n"
     return f"{name} {format_value(value)}\n"
-
-
-@dataclass(frozen=True)
-class RedisView:
-    """What the last successful poll learned from Redis."""
-
-    info: Mapping[str, str]
-    max_clients: float | None
-    start_time: float | None
-    groups: CappedGroups | None = None  # None: no CLIENT LIST data (denied, skipped, not yet)
-    group_by: tuple[str, ...] = ()
-    histograms: Mapping[str, Histogram] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,7 +84,7 @@ def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
             out[item.family.name] = sample(item.family.name, base, value)
     out.update(_saturation(base, info, view.max_clients))
     if view.groups is not None:
-        out.update(_groups(base, view.group_by, view.groups))
+        out.update(_groups(base, view.group_by, view.groups, view.measured))
     for key, histogram in view.histograms.items():
         family = metrics.HISTOGRAMS[key].name
         out[family] = render_histogram(family, base, histogram)
@@ -115,16 +105,18 @@ def _saturation(base: Labels, info: Mapping[str, str], max_clients: float | None
     return out
 
 
-def _groups(base: Labels, group_by: tuple[str, ...], groups: CappedGroups) -> dict[str, str]:
-    ordered = sorted(groups.connections)
-    connections = []
-    idle = []
-    for labels in ordered:
-        pairs = (*base, *zip(group_by, labels))
-        connections.append(sample(metrics.CONNECTIONS.name, pairs, groups.connections[labels]))
-        idle.append(sample(metrics.IDLE_CONNECTIONS.name, pairs, groups.idle.get(labels, 0)))
-    return {metrics.CONNECTIONS.name: "".join(connections),
-            metrics.IDLE_CONNECTIONS.name: "".join(idle)}
+def _groups(base: Labels, group_by: tuple[str, ...], groups: Groups,
+            measured: tuple[str, ...]) -> dict[str, str]:
+    """One family per measured field of the group record, over the same label tuples."""
+    ordered = sorted(groups)
+    pairs = [(*base, *zip(group_by, labels)) for labels in ordered]
+    out = {}
+    for measure in measured:
+        family = metrics.GROUP_FAMILIES[measure].name
+        index = GroupMeasures._fields.index(measure)
+        out[family] = "".join(sample(family, labels, groups[key][index])
+                              for labels, key in zip(pairs, ordered))
+    return out
 
 
 def render_histogram(family: str, base: Labels, histogram: Histogram) -> str:
@@ -143,9 +135,10 @@ def render_self(target: str, view: SelfView) -> dict[str, str]:
     """The exporter's own per-target families; present whether Redis is up or not."""
     base = (("target", target),)
     out = {
-        metrics.POOL_CONNECTIONS.name: (
-            sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", "in_use")), view.pool_in_use)
-            + sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", "idle")), view.pool_idle)),
+        metrics.POOL_CONNECTIONS.name: "".join(
+            sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", state)), count)
+            for state, count in ((PoolState.IN_USE, view.pool_in_use),
+                                 (PoolState.IDLE, view.pool_idle))),
         metrics.POOL_MAX.name: sample(metrics.POOL_MAX.name, base, view.pool_max),
         metrics.POOL_CREATED.name: sample(metrics.POOL_CREATED.name, base,
                                           view.connections_created),

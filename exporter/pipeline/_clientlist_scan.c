@@ -1,18 +1,19 @@
 /*
- * Optional compiled scanner for a raw CLIENT LIST reply (exporter/pipeline/clientlist.py has the
+ * Optional compiled scanner for a raw CLIENT LIST reply (exporter/pipeline/scan_pure.py has the
  * pure-Python path and the semantics; this file must give identical results).
  *
  * Why C: the pure path costs ~1 us per client in the regex engine alone; the goal leaves
  * ~0.35 us per client for fetch overhead + parse + aggregate. Here one pass over the bytes
  * reads only the wanted fields, counts label tuples in a C hash table keyed by the raw byte
- * slices, and fills the histograms: no Python object is created per client, only one per
- * distinct label tuple.
+ * slices (with, per tuple, its clients, its clients idle past the threshold and the sums of the
+ * summed columns), and fills the histograms: no Python object is created per client, only one
+ * per distinct label tuple.
  *
  * Semantics, per line (lines end with \n; blank lines are skipped):
  *   - tokens are separated by single spaces; a token without '=' is ignored; key is the part
  *     before the first '=', value the rest; the last occurrence of a key wins;
  *   - a line with neither `id` nor `addr` is not a client line: counted as malformed;
- *   - numeric (histogram) fields count only when the value is all ASCII digits.
+ *   - numeric fields (histograms, sums) count only when the value is all ASCII digits.
  * When a numeric value is too long to be exact in a double (> 15 digits) or a sum would
  * overflow, scan() returns None and the caller uses the pure path, which has big integers.
  */
@@ -27,6 +28,8 @@
 #define MAX_FIELDS 16
 #define MAX_DIGITS 15
 #define MAX_ORDER 64
+#define MAX_SUMS 8
+#define MAX_MEASURES (2 + MAX_SUMS) /* clients, idle past the threshold, sums */
 
 typedef struct {
     const char *name;
@@ -42,8 +45,7 @@ typedef struct {
     uint64_t hash;
     Py_ssize_t offset; /* into the arena; -1: empty slot */
     Py_ssize_t len;
-    Py_ssize_t count;
-    Py_ssize_t over;
+    uint64_t measures[MAX_MEASURES];
 } Entry;
 
 typedef struct {
@@ -57,7 +59,7 @@ typedef struct {
 
 typedef struct {
     double *bounds;
-    Py_ssize_t nbounds;
+    Py_ssize_t nbounds; /* -1: a summed column without a histogram */
     Py_ssize_t *counts; /* nbounds + 1 */
     uint64_t sum;
     Py_ssize_t observed;
@@ -119,8 +121,10 @@ static int table_grow(Table *table) {
     return 0;
 }
 
-/* Count one client under `key`; `over` when it is idle past the threshold. */
-static int table_add(Table *table, const char *key, Py_ssize_t len, int over) {
+/* Add one client's measures (1, idle past the threshold, its summed values) under `key`.
+ * 0: ok; -1: out of memory; 1: a sum overflowed (give up). */
+static int table_add(Table *table, const char *key, Py_ssize_t len, const uint64_t *measures,
+                     Py_ssize_t nmeasures) {
     uint64_t hash = hash_bytes(key, len);
     Py_ssize_t mask = table->capacity - 1;
     Py_ssize_t at = (Py_ssize_t)(hash & (uint64_t)mask);
@@ -131,8 +135,12 @@ static int table_add(Table *table, const char *key, Py_ssize_t len, int over) {
         }
         if (entry->hash == hash && entry->len == len
                 && memcmp(table->arena + entry->offset, key, len) == 0) {
-            entry->count++;
-            entry->over += over;
+            for (Py_ssize_t i = 0; i < nmeasures; i++) {
+                if (__builtin_add_overflow(entry->measures[i], measures[i],
+                                           &entry->measures[i])) {
+                    return 1;
+                }
+            }
             return 0;
         }
         at = (at + 1) & mask;
@@ -151,8 +159,7 @@ static int table_add(Table *table, const char *key, Py_ssize_t len, int over) {
     entry->hash = hash;
     entry->offset = table->arena_len;
     entry->len = len;
-    entry->count = 1;
-    entry->over = over;
+    memcpy(entry->measures, measures, sizeof(uint64_t) * nmeasures);
     table->arena_len += len;
     table->used++;
     if (table->used * 2 > table->capacity) {
@@ -302,7 +309,12 @@ static int read_bounds(PyObject *seq, Hist *hists, Py_ssize_t count) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *bounds = PySequence_Fast(PySequence_Fast_GET_ITEM(items, i), "bounds");
+        PyObject *item = PySequence_Fast_GET_ITEM(items, i);
+        if (item == Py_None) {
+            hists[i].nbounds = -1;
+            continue;
+        }
+        PyObject *bounds = PySequence_Fast(item, "bounds");
         if (bounds == NULL) {
             Py_DECREF(items);
             return -1;
@@ -336,7 +348,7 @@ typedef struct {
     const char *name;
     Py_ssize_t len;
     int group;   /* index into the label fields, or -1 */
-    int numeric; /* index into the histograms, or -1 */
+    int numeric; /* index into the numeric keys, or -1 */
     int client;  /* `id` or `addr`: the line is a client line */
 } Wanted;
 
@@ -363,7 +375,9 @@ typedef struct {
     Py_ssize_t norder;
     Py_ssize_t picks[MAX_ORDER]; /* positions in the order of the wanted keys, ascending */
     Py_ssize_t npicks;           /* 0: no fast path, every line is read token by token */
-    Hist hists[MAX_FIELDS];
+    Hist hists[MAX_FIELDS];    /* one per numeric key; nbounds -1: summed only */
+    Py_ssize_t sums[MAX_SUMS]; /* numeric key of each sum; -1: the server lacks it */
+    Py_ssize_t nsums;
     Py_ssize_t idle_index; /* numeric key whose value is compared with the threshold */
     double threshold;
     Table table;
@@ -371,6 +385,36 @@ typedef struct {
     Py_ssize_t clients;
     Py_ssize_t malformed;
 } Scan;
+
+/* After read_keys: each summed column's index in the numeric keys, or -1. */
+static int read_sums(PyObject *seq, Scan *scan) {
+    PyObject *items = PySequence_Fast(seq, "sums");
+    if (items == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    if (n > MAX_SUMS) {
+        Py_DECREF(items);
+        PyErr_Format(PyExc_ValueError, "sums: at most %d columns", MAX_SUMS);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(items, i));
+        if (index == -1 && PyErr_Occurred()) {
+            Py_DECREF(items);
+            return -1;
+        }
+        if (index < -1 || index >= scan->nnumeric) {
+            Py_DECREF(items);
+            PyErr_SetString(PyExc_ValueError, "sums: index out of range");
+            return -1;
+        }
+        scan->sums[i] = index;
+    }
+    scan->nsums = n;
+    Py_DECREF(items);
+    return 0;
+}
 
 static unsigned slot_hash(const char *key, Py_ssize_t len) {
     return ((unsigned)len * 31u + (unsigned char)key[0] * 7u
@@ -583,19 +627,26 @@ static int line_done(Scan *scan, Line *line) {
     }
     for (Py_ssize_t i = 0; i < scan->nnumeric; i++) {
         int64_t number = line->numbers[i];
-        if (number < 0) {
+        Hist *hist = &scan->hists[i];
+        if (number < 0 || hist->nbounds < 0) {
             continue;
         }
-        Hist *hist = &scan->hists[i];
         hist->counts[bucket_of(hist, (double)number)]++;
         if (__builtin_add_overflow(hist->sum, (uint64_t)number, &hist->sum)) {
             return 1;
         }
         hist->observed++;
     }
-    int over = scan->idle_index >= 0 && line->numbers[scan->idle_index] >= 0
+    uint64_t measures[MAX_MEASURES];
+    measures[0] = 1;
+    measures[1] = scan->idle_index >= 0 && line->numbers[scan->idle_index] >= 0
         && (double)line->numbers[scan->idle_index] > scan->threshold;
-    return table_add(&scan->table, scan->scratch, out - scan->scratch, over);
+    for (Py_ssize_t i = 0; i < scan->nsums; i++) {
+        int64_t number = scan->sums[i] >= 0 ? line->numbers[scan->sums[i]] : -1;
+        measures[2 + i] = number >= 0 ? (uint64_t)number : 0;
+    }
+    return table_add(&scan->table, scan->scratch, out - scan->scratch, measures,
+                     2 + scan->nsums);
 }
 
 static int take_value(Line *line, const Wanted *wanted, const unsigned char *value,
@@ -704,6 +755,23 @@ static int scan_reply(Scan *scan, const char *data, Py_ssize_t len) {
     return 0;
 }
 
+/* (clients, idle past the threshold, *sums) of one label tuple. */
+static PyObject *entry_measures(const Entry *entry, Py_ssize_t count) {
+    PyObject *measures = PyTuple_New(count);
+    if (measures == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *value = PyLong_FromUnsignedLongLong(entry->measures[i]);
+        if (value == NULL) {
+            Py_DECREF(measures);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(measures, i, value);
+    }
+    return measures;
+}
+
 static PyObject *scan_result(Scan *scan) {
     PyObject *groups = PyDict_New();
     PyObject *hists = PyList_New(scan->nnumeric);
@@ -716,7 +784,7 @@ static PyObject *scan_result(Scan *scan) {
             continue;
         }
         PyObject *labels = entry_labels(&scan->table, entry, scan->ngroup);
-        PyObject *counts = labels ? Py_BuildValue("(nn)", entry->count, entry->over) : NULL;
+        PyObject *counts = labels ? entry_measures(entry, 2 + scan->nsums) : NULL;
         int failed = counts == NULL || PyDict_SetItem(groups, labels, counts) < 0;
         Py_XDECREF(labels);
         Py_XDECREF(counts);
@@ -726,6 +794,10 @@ static PyObject *scan_result(Scan *scan) {
     }
     for (Py_ssize_t i = 0; i < scan->nnumeric; i++) {
         Hist *hist = &scan->hists[i];
+        if (hist->nbounds < 0) {
+            PyList_SET_ITEM(hists, i, Py_NewRef(Py_None));
+            continue;
+        }
         PyObject *counts = PyTuple_New(hist->nbounds + 1);
         if (counts == NULL) {
             goto error;
@@ -753,20 +825,23 @@ error:
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(raw, order, group_keys, numeric_keys, bounds, idle_index, threshold)\n"
-"-> (clients, malformed, {labels: (count, idle_over)}, [(counts, sum, observed)]) or None\n\n"
+"scan(raw, order, group_keys, numeric_keys, bounds, idle_index, threshold, sums)\n"
+"-> (clients, malformed, {labels: (count, idle_over, *sums)},\n"
+"    [(counts, sum, observed) or None]) or None\n\n"
 "labels holds one raw value (bytes, or None when absent) per group key; a None key is\n"
-"never read. None as the result: hand the reply to the pure-Python path.");
+"never read. bounds has a tuple per numeric key, or None for a key that is only summed;\n"
+"sums has, per summed column, its index in numeric_keys or -1 (never reported). None as\n"
+"the result: hand the reply to the pure-Python path.");
 
 static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer raw;
-    PyObject *order_seq, *group_seq, *numeric_seq, *bounds_seq;
+    PyObject *order_seq, *group_seq, *numeric_seq, *bounds_seq, *sums_seq;
     Key order[MAX_ORDER];
     Scan state;
     PyObject *result = NULL;
     int status = 0;
-    if (!PyArg_ParseTuple(args, "y*OOOOnd", &raw, &order_seq, &group_seq, &numeric_seq,
-                          &bounds_seq, &state.idle_index, &state.threshold)) {
+    if (!PyArg_ParseTuple(args, "y*OOOOndO", &raw, &order_seq, &group_seq, &numeric_seq,
+                          &bounds_seq, &state.idle_index, &state.threshold, &sums_seq)) {
         return NULL;
     }
     memset(state.hists, 0, sizeof(state.hists));
@@ -775,10 +850,12 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     state.scratch = NULL;
     state.clients = 0;
     state.malformed = 0;
+    state.nsums = 0;
     if (read_order(order_seq, order, &state.norder) < 0
             || read_keys(group_seq, state.group_keys, &state.ngroup, "group_keys") < 0
             || read_keys(numeric_seq, state.numeric_keys, &state.nnumeric, "numeric_keys") < 0
-            || read_bounds(bounds_seq, state.hists, state.nnumeric) < 0) {
+            || read_bounds(bounds_seq, state.hists, state.nnumeric) < 0
+            || read_sums(sums_seq, &state) < 0) {
         goto done;
     }
     if (state.idle_index >= state.nnumeric) {

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.config.model import ClientListConfig
-from exporter.pipeline.clientlist import ClientListSpec, Histogram, RawReply, summarize_client_list
-from exporter.pipeline.grouping import CappedGroups, GroupState, cap_groups, rewrite_groups
+from exporter.pipeline.clientlist import client_list_spec as make_spec
+from exporter.pipeline.clientlist import summarize_client_list
+from exporter.pipeline.columns import ClientListSpec, Histogram, RawReply
+from exporter.pipeline.grouping import GroupState, cap_groups, rewrite_groups
+from exporter.pipeline.groups import Groups
 
 
 @dataclass
@@ -21,7 +24,8 @@ class AggregateState:
 
 @dataclass(frozen=True)
 class ClientAggregate:
-    groups: CappedGroups
+    groups: Groups  # at most max_groups tuples, plus __other__
+    measured: tuple[str, ...]  # the GroupMeasures fields the server reports
     histograms: dict[str, Histogram]
     clients: int
     malformed: int
@@ -30,11 +34,8 @@ class ClientAggregate:
 
 def client_list_spec(config: ClientListConfig) -> ClientListSpec:
     buckets = config.buckets
-    return ClientListSpec(
-        group_by=config.group_by,
-        idle_threshold=config.idle_threshold,
-        buckets={name: getattr(buckets, name) for name in buckets.__dataclass_fields__},
-    )
+    return make_spec(config.group_by, config.idle_threshold,
+                     {name: getattr(buckets, name) for name in buckets.__dataclass_fields__})
 
 
 def aggregate_client_list(raw: RawReply, config: ClientListConfig, state: AggregateState,
@@ -42,10 +43,9 @@ def aggregate_client_list(raw: RawReply, config: ClientListConfig, state: Aggreg
     summary = summarize_client_list(raw, spec or client_list_spec(config))
     group_by = config.group_by
     name_index = group_by.index("name") if "name" in group_by else None
-    rules = config.name_rewrite
-    groups = rewrite_groups(summary.groups, name_index, rules, state.rewrite_cache)
-    idle = rewrite_groups(summary.idle_groups, name_index, rules, state.rewrite_cache)
-    capped, state.group_state = cap_groups(groups, idle, state.group_state, config.max_groups,
+    groups = rewrite_groups(summary.groups, name_index, config.name_rewrite,
+                            state.rewrite_cache)
+    capped, state.group_state = cap_groups(groups, state.group_state, config.max_groups,
                                            len(group_by))
-    return ClientAggregate(capped, summary.histograms, summary.clients, summary.malformed,
-                           len(raw))
+    return ClientAggregate(capped, summary.measured, summary.histograms, summary.clients,
+                           summary.malformed, len(raw))

@@ -1,18 +1,17 @@
-"""Pure grouping rules: name rewriting and the `max_groups` cap with its `__other__` tuple."""
+"""Pure grouping rules: name rewriting and the `max_groups` cap with its `__other__` tuple,
+over whole group records (every measure of a group moves with it)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.config.model import RewriteRule
+from exporter.pipeline.groups import GroupMeasures, Groups, LabelTuple, merge_into, total
 
 OTHER = "__other__"
 POLLS_BEFORE_LEAVING = 3  # a kept tuple leaves only after this many polls outside the top
 _REWRITE_CACHE_LIMIT = 10_000
-
-LabelTuple = tuple[str, ...]
 
 
 def rewrite_name(name: str, rules: Sequence[RewriteRule]) -> str:
@@ -24,8 +23,8 @@ def rewrite_name(name: str, rules: Sequence[RewriteRule]) -> str:
     return name
 
 
-def rewrite_groups(groups: Mapping[LabelTuple, int], name_index: int | None,
-                   rules: Sequence[RewriteRule], cache: dict[str, str]) -> dict[LabelTuple, int]:
+def rewrite_groups(groups: Mapping[LabelTuple, GroupMeasures], name_index: int | None,
+                   rules: Sequence[RewriteRule], cache: dict[str, str]) -> Groups:
     """Apply `name_rewrite` to the name label of every tuple, merging tuples that meet.
 
     `cache` belongs to one target and spans polls, so each distinct name is matched once.
@@ -34,15 +33,14 @@ def rewrite_groups(groups: Mapping[LabelTuple, int], name_index: int | None,
         return dict(groups)
     if len(cache) > _REWRITE_CACHE_LIMIT:
         cache.clear()
-    merged: Counter[LabelTuple] = Counter()
-    for labels, count in groups.items():
+    merged: Groups = {}
+    for labels, record in groups.items():
         name = labels[name_index]
         new_name = cache.get(name)
         if new_name is None:
             new_name = cache[name] = rewrite_name(name, rules)
-        key = (*labels[:name_index], new_name, *labels[name_index + 1:])
-        merged[key] += count
-    return dict(merged)
+        merge_into(merged, (*labels[:name_index], new_name, *labels[name_index + 1:]), record)
+    return merged
 
 
 @dataclass(frozen=True)
@@ -52,22 +50,15 @@ class GroupState:
     misses: Mapping[LabelTuple, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CappedGroups:
-    connections: dict[LabelTuple, int]
-    idle: dict[LabelTuple, int]  # exactly the same tuples as `connections`
-
-
-def cap_groups(connections: Mapping[LabelTuple, int], idle: Mapping[LabelTuple, int],
-               state: GroupState, max_groups: int, width: int
-               ) -> tuple[CappedGroups, GroupState]:
+def cap_groups(groups: Mapping[LabelTuple, GroupMeasures], state: GroupState, max_groups: int,
+               width: int) -> tuple[Groups, GroupState]:
     """Keep at most `max_groups` tuples; sum the rest into one all-`__other__` tuple.
 
     The top is ranked by connections (ties by label values, ascending). A kept tuple that
     falls out of the top stays for POLLS_BEFORE_LEAVING polls, so series do not flap; a
     newcomer takes its place only then. The cap itself is never exceeded.
     """
-    ranked = sorted(connections, key=lambda labels: (-connections[labels], labels))
+    ranked = sorted(groups, key=lambda labels: (-groups[labels].connections, labels))
     top = set(ranked[:max_groups])
     misses: dict[LabelTuple, int] = {}
     rank = {labels: index for index, labels in enumerate(ranked)}
@@ -81,13 +72,8 @@ def cap_groups(connections: Mapping[LabelTuple, int], idle: Mapping[LabelTuple, 
         if len(misses) >= max_groups:
             break
         misses.setdefault(labels, 0)
-    other_tuple = (OTHER,) * width
-    kept_connections = {labels: connections.get(labels, 0) for labels in misses}
-    kept_idle = {labels: idle.get(labels, 0) for labels in misses}
-    overflow = [labels for labels in connections if labels not in misses]
+    kept = {labels: groups.get(labels, GroupMeasures()) for labels in misses}
+    overflow = [record for labels, record in groups.items() if labels not in misses]
     if overflow:  # added to, not replacing, a real group whose labels are all __other__
-        kept_connections[other_tuple] = (kept_connections.get(other_tuple, 0)
-                                         + sum(connections[labels] for labels in overflow))
-        kept_idle[other_tuple] = (kept_idle.get(other_tuple, 0)
-                                  + sum(idle.get(labels, 0) for labels in overflow))
-    return CappedGroups(kept_connections, kept_idle), GroupState(misses)
+        merge_into(kept, (OTHER,) * width, total(overflow))
+    return kept, GroupState(misses)

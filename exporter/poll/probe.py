@@ -15,6 +15,7 @@ from exporter.config.model import TargetConfig
 from exporter.conn import connection as redis_connection
 from exporter.conn.errors import HandshakeRefused, classify
 from exporter.conn.watchdog import Watchdog
+from exporter.expose.families import Kind, Step
 from exporter.poll.stats import TargetStats
 
 SKIPS_AT_MAXCLIENTS = 4  # at maxclients, probe for real only every 5th interval
@@ -38,7 +39,7 @@ class ConnectProbe:
         started = time.monotonic()
         if full and self._skips < SKIPS_AT_MAXCLIENTS:
             self._skips += 1
-            self._record("maxclients", "inferred from INFO: no headroom", started)
+            self._record(Kind.MAXCLIENTS, "inferred from INFO: no headroom", started)
             return
         self._skips = 0
         try:
@@ -55,7 +56,7 @@ class ConnectProbe:
             # The first probe can run before the first poll learnt that the ACL refuses
             # CLIENT SETNAME: that says nothing about whether a client can get in.
             if not (named and refused.command == "SETNAME"
-                    and classify(refused) in ("noperm", "unsupported")):
+                    and classify(refused) in (Kind.NOPERM, Kind.UNSUPPORTED)):
                 raise
             redis_connection.probe(self._target(), self._timeout, False, self._watchdog)
 
@@ -64,8 +65,8 @@ class ConnectProbe:
         stats = self._stats
         with stats.lock:
             stats.probe_duration = seconds
-            stats.finish_step("probe", seconds, self._wall() if kind is None else None)
+            stats.finish_step(Step.PROBE, seconds, self._wall() if kind is None else None)
             if kind is not None:
-                stats.count_error("probe", kind)
+                stats.count_error(Step.PROBE, kind)
             stats.record_probe(kind is None, kind, message)
-        self._observe("probe", seconds)
+        self._observe(Step.PROBE, seconds)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from exporter.config.model import PollConfig
 from exporter.conn.watchdog import Watchdog
+from exporter.expose.families import Kind
 from exporter.logsetup import kv
 from exporter.poll.poller import TargetPoller
 
@@ -168,7 +169,7 @@ class Scheduler:
         now = self._clock()
         if not ok:
             plan.failures += 1
-            if poller.stats.kind == "refused":
+            if poller.stats.kind == Kind.REFUSED:
                 return now + interval  # nothing listens: retrying costs Redis nothing
             doubling = 1 << min(plan.failures - 1, 16)
             return now + min(interval * doubling, max(interval, MAX_BACKOFF_SECONDS))

@@ -11,10 +11,6 @@ from exporter.logsetup import kv
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = ("client_list", "config", "client_setname", "client_no_evict",
-                "client_list_fits_output_buffer")
-
-
 @dataclass
 class TargetStats:
     """Mutable; written by the target's poll and probe workers, read when a snapshot renders.

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from exporter.config.model import ClientListConfig
 from exporter.expose.exposition import assemble
-from exporter.expose.render import RedisView, SelfView, render_redis, render_self
+from exporter.expose.render import SelfView, render_redis, render_self
 from exporter.expose.snapshot import Snapshot
-from exporter.pipeline.aggregate import AggregateState, aggregate_client_list
-from exporter.pipeline.info import effective_max_clients, info_number, parse_info
+from exporter.pipeline.digest import DigestSettings, PollDigest, RedisView, TargetMemory
+from exporter.pipeline.steps import Round, client_list_step, info_step
 
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(TESTS_DIR, "data")
@@ -89,18 +89,12 @@ def read_data(relative: str) -> bytes:
 
 
 def redis_view(info_raw: bytes, list_raw: bytes, config: ClientListConfig) -> RedisView:
-    """What one successful poll (INFO + CLIENT LIST, no CONFIG) hands to `render_redis`."""
-    info = parse_info(info_raw)
-    uptime = info_number(info, "uptime_in_seconds")
-    aggregate = aggregate_client_list(list_raw, config, AggregateState())
-    return RedisView(
-        info=info,
-        max_clients=effective_max_clients(None, info, None),
-        start_time=None if uptime is None else float(round(NOW - uptime)),
-        groups=aggregate.groups,
-        group_by=config.group_by,
-        histograms=aggregate.histograms,
-    )
+    """What one successful poll (INFO + CLIENT LIST in one round trip, no CONFIG) renders."""
+    sent = Round((info_step(modern=True), client_list_step("CLIENT")))
+    digest = PollDigest(TargetMemory(), DigestSettings(config), NOW)
+    for step, replies in sent.split([info_raw, list_raw]):
+        digest.take(step, replies)
+    return digest.view()
 
 
 def self_view(client_list_bytes: int) -> SelfView:

@@ -1,18 +1,11 @@
-"""What one target's poller remembers between polls, and the decisions made from it."""
+"""What the held connection has learned about its server, from INFO and CONFIG GET."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from exporter.config.model import Config
-from exporter.pipeline.aggregate import AggregateState
-from exporter.pipeline.clientlist import Histogram
-from exporter.pipeline.grouping import CappedGroups
 from exporter.pipeline.info import info_number, version_tuple
-
-BYTES_PER_CLIENT_GUESS = 280.0  # CLIENT LIST reply size per client before we measured one
-OBUF_MARGIN = 1.2
 
 
 @dataclass
@@ -59,41 +52,6 @@ class ServerFacts:
         if self.server_timeout <= 0 or self.server_timeout / 2 >= poll_interval:
             return None
         return max(self.server_timeout / 2, 0.5)
-
-
-@dataclass
-class ClientListState:
-    """What the last CLIENT LIST gave, kept between CLIENT LIST polls."""
-
-    groups: CappedGroups | None = None
-    histograms: dict[str, Histogram] = field(default_factory=dict)
-    state: AggregateState = field(default_factory=AggregateState)
-    last_run: float | None = None
-    bytes_per_client: float = BYTES_PER_CLIENT_GUESS
-    retry_at: dict[str, float] = field(default_factory=dict)
-
-    def forget(self) -> None:
-        """Drop the families from CLIENT LIST: never served stale."""
-        self.groups, self.histograms = None, {}
-
-    def interval(self, config: Config, facts: ServerFacts) -> float:
-        """client_list_interval, or the backoff interval on very large servers."""
-        backoff = config.client_list.backoff
-        clients = facts.connected_clients
-        if backoff.above_clients is not None and clients is not None \
-                and clients > backoff.above_clients:
-            return max(backoff.interval, config.poll.client_list_interval)
-        return config.poll.client_list_interval
-
-    def waiting(self, now: float, interval: float, poll_interval: float) -> bool:
-        # Half a poll interval of slack, so jitter never pushes CLIENT LIST a whole poll late.
-        return self.last_run is not None and now - self.last_run < interval - poll_interval / 2
-
-    def fits_output_buffer(self, facts: ServerFacts) -> bool:
-        """A reply over the normal-class hard limit would get the held connection killed."""
-        clients = facts.connected_clients
-        return not (facts.obuf_hard_limit > 0 and clients is not None
-                    and clients * self.bytes_per_client * OBUF_MARGIN >= facts.obuf_hard_limit)
 
 
 def _number(text: str | None) -> float | None:

@@ -1,0 +1,57 @@
+"""One record per group of connections: every per-group measure, handled the same way.
+
+The scanners (compiled and pure) fill a record per label tuple, name rewriting merges records,
+the `max_groups` cap sums the overflow into `__other__`, and the renderer writes one family
+per field (expose/families.py: `GROUP_FAMILIES`). Adding a per-group sum of a CLIENT LIST
+column is one field here, its column in `SUMMED_COLUMNS`, and its family in the table.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+LabelTuple = tuple[str, ...]
+
+
+class GroupMeasures(NamedTuple):
+    """What one group of connections adds up to. Fields after `idle` are column sums."""
+
+    connections: int = 0  # client lines in the group
+    idle: int = 0  # idle longer than idle_threshold, not counting flags b P S M O
+
+
+# The fields that sum a CLIENT LIST column over the group's clients (non-negative integers),
+# in field order. A client whose value is missing or malformed adds nothing.
+SUMMED_COLUMNS: Mapping[str, bytes] = {}
+
+# Always measured; a summed field only when the server reports its column.
+COUNTED = ("connections", "idle")
+ZERO = GroupMeasures()
+assert GroupMeasures._fields == (*COUNTED, *SUMMED_COLUMNS), "summed fields follow the counts"
+
+Groups = dict[LabelTuple, GroupMeasures]
+
+
+def add(first: GroupMeasures, second: GroupMeasures) -> GroupMeasures:
+    return GroupMeasures._make(map(operator.add, first, second))
+
+
+def total(records: Iterable[GroupMeasures]) -> GroupMeasures:
+    result = ZERO
+    for record in records:
+        result = add(result, record)
+    return result
+
+
+def merge_into(groups: Groups, labels: LabelTuple, record: GroupMeasures) -> None:
+    """Add `record` to the group `labels` (created when new)."""
+    known = groups.get(labels)
+    groups[labels] = record if known is None else add(known, record)
+
+
+def column(groups: Mapping[LabelTuple, GroupMeasures], field: str) -> dict[LabelTuple, int]:
+    """One measure of every group: `column(groups, "idle")`."""
+    index = GroupMeasures._fields.index(field)
+    return {labels: record[index] for labels, record in groups.items()}
