@@ -67,8 +67,9 @@ def _poller(port: int) -> TargetPoller:
     client_list = ClientListConfig(backoff=BackoffConfig(above_clients=None))
     config = Config(poll=PollConfig(timeout=30.0), client_list=client_list, targets=(target,))
     store = SnapshotStore()
-    store.set_targets(("bench",))
-    return TargetPoller(target, config, Watchdog(), store)
+    poller = TargetPoller(target, config, Watchdog(), store)
+    store.add(target.name, poller)
+    return poller
 
 
 def _timed(action: Callable[[], object]) -> tuple[float, float]:

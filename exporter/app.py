@@ -22,6 +22,8 @@ from exporter.pipeline import clientlist
 from exporter.poll.poller import TargetPoller
 from exporter.poll.scheduler import Scheduler
 from exporter.sharding import Roster, Shard
+from exporter.sources.changes import TargetChanges, target_changes
+from exporter.sources.static import static_targets
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +70,39 @@ class Exporter:
         self.store = SnapshotStore()
         self.self_metrics = SelfMetrics()
         self.watchdog = Watchdog()
-        owned = self._owned(config)
-        self.store.set_targets(tuple(target.name for target in owned))
-        self.pollers = [self._new_poller(target, config) for target in owned]
-        for poller in self.pollers:
-            poller.publish()
-        self.scheduler = Scheduler(self.pollers, config.poll, self.watchdog)
+        self.scheduler = Scheduler(config.poll, self.watchdog)
+        self.pollers: dict[str, TargetPoller] = {}
+        self._apply_changes(target_changes({}, static_targets(config, self.shard)), config)
         self.exposition = Exposition(self.store, self.self_metrics)
         self.server: ExporterHTTPServer | None = None
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
 
-    def _new_poller(self, target: TargetConfig, config: Config) -> TargetPoller:
-        return TargetPoller(target, config, self.watchdog, self.store,
-                            observe=self.self_metrics.observe)
+    def _start(self, target: TargetConfig, config: Config) -> None:
+        poller = TargetPoller(target, config, self.watchdog, self.store,
+                              observe=self.self_metrics.observe)
+        self.store.add(target.name, poller)
+        poller.publish()
+        self.scheduler.add(poller)
+        self.pollers[target.name] = poller
 
-    def _owned(self, config: Config) -> tuple[TargetConfig, ...]:
-        owned = self.shard.select(config.targets)
-        if config.targets and not owned:  # legal (more replicas than targets), but say so
-            log.warning("no configured target is in this shard %s", kv(
-                shard=f"{self.shard.index}/{self.shard.count}", configured=len(config.targets)))
-        return owned
+    def _stop(self, name: str) -> None:
+        poller = self.pollers.pop(name)
+        self.store.remove(name, poller)
+        self.scheduler.remove(poller)  # its connection closes when no worker holds it
+
+    def _apply_changes(self, changes: TargetChanges, config: Config) -> None:
+        for name in changes.removed:
+            self._stop(name)
+        for target in changes.replaced:
+            self._stop(target.name)
+            self._start(target, config)
+        for target in changes.rotated:  # only the password: AUTH in place
+            password = target.password
+            assert password is not None
+            self.pollers[target.name].credentials.offer(password)
+        for target in changes.added:
+            self._start(target, config)
 
     def reload(self) -> list[str]:
         """Re-read the configuration and apply it; the problems, if it was rejected.
@@ -113,41 +127,24 @@ class Exporter:
             return []
 
     def _apply(self, new: Config) -> None:
-        """Swap in `new`: pollers of unchanged targets (and their connections) are kept,
-        removed targets' pools close and their series go, added or changed ones start."""
-        same_settings = replace(new, targets=()) == replace(self.config, targets=())
-        current = {poller.target.name: poller for poller in self.pollers}
-        pollers = []
-        owned = self._owned(new)
-        for target in owned:
-            old = current.get(target.name)
-            # The connection's target holds the credentials in use (rotation updates it).
-            held = old.conn.target if old is not None else None
-            if old is not None and same_settings and held == target:
-                pollers.append(old)
-            elif (old is not None and held is not None and same_settings
-                  and target.password is not None
-                  and held == replace(target, password=held.password)):
-                old.credentials.offer(target.password)  # only the password: AUTH in place
-                pollers.append(old)
-            else:
-                pollers.append(self._new_poller(target, new))
-        previous, kept = {id(p) for p in self.pollers}, {id(p) for p in pollers}
-        started = [poller for poller in pollers if id(poller) not in previous]
-        closed = [poller for poller in self.pollers if id(poller) not in kept]
-        if not self.scheduler.drain():
-            log.warning("reload: a poll overran its timeout while draining")
-        for poller in closed:
-            poller.close()
-        self.store.set_targets(tuple(target.name for target in owned))
-        for poller in started:
-            poller.publish()
-        self.pollers, self.config = pollers, new
+        """Apply `new` as changes: unchanged targets keep their poller, connection and
+        cadence; removed ones close and their series go; added and changed ones start. When
+        a setting every target shares changed (poll, client_list), every target restarts."""
+        shared_changed = replace(new, targets=()) != replace(self.config, targets=())
+        owned = static_targets(new, self.shard)
+        # The connection's target holds the credentials in use (rotation updates it).
+        held = {name: poller.conn.target for name, poller in self.pollers.items()}
+        changes = target_changes(held, owned, restart_all=shared_changed)
+        if shared_changed:
+            self.scheduler.reconfigure(new.poll)
+        self._apply_changes(changes, new)
+        self.store.order(tuple(target.name for target in owned))
+        self.config = new
         self.roster = Roster(tuple(target.name for target in new.targets), self.shard)
-        self.scheduler = Scheduler(pollers, new.poll, self.watchdog)
-        self.scheduler.start()
-        log.info("reloaded %s", kv(targets=len(pollers), configured=len(new.targets),
-                                   started=len(started), closed=len(closed)))
+        log.info("reloaded %s", kv(targets=len(self.pollers), configured=len(new.targets),
+                                   added=len(changes.added), removed=len(changes.removed),
+                                   replaced=len(changes.replaced),
+                                   rotated=len(changes.rotated)))
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from exporter.config.loader import load_config_file
 from exporter.conn.connection import CLIENT_NAME
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient
+from tests.support.fake_resp2 import FakeRedis5
 from tests.support.process import ExporterProcess
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, values, wait_for
@@ -183,3 +185,28 @@ def test_sighup_reloads_a_running_process(tmp_path: Path, redis_factory: RedisFa
     finally:
         stderr = proc.finish()
     assert "reloaded" in stderr and "Traceback" not in stderr
+
+
+def test_a_reload_does_not_wait_for_the_polls_of_the_targets_it_keeps(
+        tmp_path: Path, redis_factory: RedisFactory,
+        file_exporter: Callable[..., Exporter]) -> None:
+    """A reload is applied as added and removed targets: the kept ones are not drained, so a
+    slow poll in flight neither delays the reload nor loses its connection."""
+    added = redis_factory()
+    path = tmp_path / "config.yaml"
+    with FakeRedis5(reply_delay=0.5) as slow:  # each reply 0.5 s late: a poll takes ~2.5 s
+        write_config(path, {"slow": slow.url}, poll={"interval": "30s", "timeout": "10s"})
+        exporter = file_exporter()
+        wait_for(lambda: any(command[0] == "INFO" for record in slow.connections()
+                             for command in slow.commands(record)),
+                 message="the slow target's first poll in flight")
+        write_config(path, {"slow": slow.url, "added": added.url},
+                     poll={"interval": "30s", "timeout": "10s"})
+        started = time.monotonic()
+        status, _ = post(exporter.bound_address())
+        took = time.monotonic() - started
+        assert status == 200
+        assert took < 1.0, f"the reload waited {took:.1f}s for a kept target's poll"
+        wait_for(lambda: up_targets(exporter) == {"slow": 1.0, "added": 1.0},
+                 message="both targets up")
+        assert len(slow.connections()) == 1  # the kept target kept its one connection

@@ -194,21 +194,23 @@ def test_only_the_target_label_is_removed() -> None:
 
 def test_bodies_are_built_once_per_snapshot() -> None:
     store = SnapshotStore()
-    store.set_targets(("a", "b"))
-    store.put(snapshot("a", 'redis_up{target="a"} 1\n'))
-    store.put(snapshot("b", 'redis_up{target="b"} 0\n'))
+    poller = object()  # the owner a poller would be
+    store.add("a", poller)
+    store.add("b", poller)
+    store.put(snapshot("a", 'redis_up{target="a"} 1\n'), poller)
+    store.put(snapshot("b", 'redis_up{target="b"} 0\n'), poller)
     bodies = TargetExposition(store)
     first = bodies.body("a", want_gzip=False)
     assert first is bodies.body("a", want_gzip=False)  # the same object: not rebuilt
     zipped = bodies.body("a", want_gzip=True)
     assert zipped is not None and zipped is bodies.body("a", want_gzip=True)
     assert first is not None and gzip.decompress(zipped) == first
-    store.put(snapshot("a", 'redis_up{target="a"} 0\n'))  # a new poll: a new body
+    store.put(snapshot("a", 'redis_up{target="a"} 0\n'), poller)  # a new poll: a new body
     assert bodies.body("a", want_gzip=False) == first.replace(b"\nredis_up 1", b"\nredis_up 0")
     assert bodies.body("b", want_gzip=False) is not None
-    store.set_targets(("b",))  # "a" removed by a reload
+    store.remove("a", poller)  # "a" removed by a reload
     assert bodies.body("a", want_gzip=False) is None
-    store.set_targets(("b", "c"))
-    store.put(snapshot("c", 'redis_up{target="c"} 1\n'))
+    store.add("c", poller)
+    store.put(snapshot("c", 'redis_up{target="c"} 1\n'), poller)
     assert bodies.body("c", want_gzip=False) is not None
     assert set(bodies._cache) == {"b", "c"}  # the removed target's body was let go

@@ -225,5 +225,6 @@ def test_reload_applies_the_shard_to_the_new_targets(sharded: Callable[..., Expo
     current["config"] = config(after)
     assert exporter.reload() == []
     assert metric_targets(exporter) == {n for n in after if hashmod(n, 3) == 1}
-    assert {p.target.name for p in exporter.pollers} == {n for n in after if hashmod(n, 3) == 1}
+    assert {p.target.name for p in exporter.pollers.values()} == {
+        n for n in after if hashmod(n, 3) == 1}
     assert exporter.roster.names == tuple(after)

@@ -36,12 +36,16 @@ class Snapshot:
 
 
 class SnapshotStore:
-    """Latest snapshot per target. `generation` changes on every swap, so readers can cache."""
+    """Latest snapshot per target. `generation` changes on every swap, so readers can cache.
+
+    Each target has one owner (its poller) at a time: a poller that was replaced or removed
+    while its poll ran cannot publish over its successor, or bring a removed target back.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
-        self._order: tuple[str, ...] = ()
+        self._owners: dict[str, object] = {}  # in target order
         self._generation = 0
         self._identities: dict[tuple[str, str], str] = {}
         self._reported_duplicates: set[frozenset[str]] = set()
@@ -50,12 +54,30 @@ class SnapshotStore:
     def generation(self) -> int:
         return self._generation
 
-    def set_targets(self, names: tuple[str, ...]) -> None:
-        """Fix the target order; snapshots of targets no longer configured disappear."""
+    def add(self, target: str, owner: object) -> None:
+        """Serve `target` from `owner`'s snapshots (a new target goes last in the order; a
+        replaced one keeps its place, and its last snapshot until the new owner's first)."""
         with self._lock:
-            self._order = names
-            self._snapshots = {name: snap for name, snap in self._snapshots.items()
-                               if name in names}
+            self._owners[target] = owner
+            self._generation += 1
+
+    def remove(self, target: str, owner: object) -> None:
+        """Stop serving `target`, if `owner` still owns it: its series disappear."""
+        with self._lock:
+            if self._owners.get(target) is not owner:
+                return
+            del self._owners[target]
+            self._snapshots.pop(target, None)
+            self._identities = {key: name for key, name in self._identities.items()
+                                if name != target}
+            self._generation += 1
+
+    def order(self, targets: tuple[str, ...]) -> None:
+        """Serve the targets in this order (the configured one); others keep theirs, after."""
+        with self._lock:
+            owners = {name: self._owners[name] for name in targets if name in self._owners}
+            owners.update(self._owners)
+            self._owners = owners
             self._generation += 1
 
     def touch(self) -> None:
@@ -63,9 +85,9 @@ class SnapshotStore:
         with self._lock:
             self._generation += 1
 
-    def put(self, snapshot: Snapshot) -> None:
+    def put(self, snapshot: Snapshot, owner: object) -> None:
         with self._lock:
-            if snapshot.target not in self._order:
+            if self._owners.get(snapshot.target) is not owner:
                 return
             self._snapshots[snapshot.target] = snapshot
             self._generation += 1
@@ -73,7 +95,7 @@ class SnapshotStore:
     def read(self) -> tuple[int, list[Snapshot]]:
         """(generation, snapshots in target order) as one consistent view."""
         with self._lock:
-            return self._generation, [self._snapshots[name] for name in self._order
+            return self._generation, [self._snapshots[name] for name in self._owners
                                       if name in self._snapshots]
 
     def get(self, target: str) -> Snapshot | None:

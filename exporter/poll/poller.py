@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from exporter.config.model import Config, TargetConfig
+from exporter.config.model import Config, ProbeConfig, TargetConfig
 from exporter.conn import connection as redis_connection
 from exporter.conn.errors import HandshakeRefused, ReplyCut, classify, is_tls_eof
 from exporter.conn.watchdog import Watchdog
@@ -39,6 +39,7 @@ class TargetPoller:
                  observe: Callable[[str, float], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.target = target
+        self.name = target.name
         self.config = config
         self.store = store
         self._wall = wall_clock
@@ -214,12 +215,22 @@ class TargetPoller:
         except Exception as error:
             log.debug("keepalive failed %s", kv(target=self.target.name, err=error))
 
+    def failure_kind(self) -> str | None:
+        """The kind of the current failure of INFO; None while the target is up."""
+        return self.stats.kind
+
     # -- probe -------------------------------------------------------------------------
-    def probe(self) -> None:
-        """Run the connect probe (or infer its answer while Redis is full) and publish."""
+    @property
+    def probe_settings(self) -> ProbeConfig:
+        return self.target.connect_probe
+
+    def probe(self) -> bool:
+        """Run the connect probe (or infer its answer while Redis is full) and publish;
+        True when a new connection got in."""
         self._probe.run(self.conn.named, bool(self.stats.up) and self.memory.facts.full(),
                         self._kind, self._message)
         self.publish()
+        return self.stats.probe_success == 1
 
     # -- publish -----------------------------------------------------------------------
     def publish(self) -> None:
@@ -236,7 +247,7 @@ class TargetPoller:
                 last_poll_wall=stats.last_success.get(Step.INFO),
                 error_kind=stats.kind,
                 probe="" if stats.probe_success is None else (stats.probe_kind or "ok"),
-            ))
+            ), owner=self)
 
     def _self_view(self) -> SelfView:
         in_use, idle = self.conn.pool_counts()
