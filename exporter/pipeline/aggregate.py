@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.config.model import ClientListConfig
-from exporter.pipeline.clientlist import client_list_spec as make_spec
 from exporter.pipeline.clientlist import summarize_client_list
 from exporter.pipeline.columns import ClientListSpec, Histogram, RawReply
 from exporter.pipeline.grouping import GroupState, cap_groups, rewrite_groups
@@ -34,8 +33,8 @@ class ClientAggregate:
 
 def client_list_spec(config: ClientListConfig) -> ClientListSpec:
     buckets = config.buckets
-    return make_spec(config.group_by, config.idle_threshold,
-                     {name: getattr(buckets, name) for name in buckets.__dataclass_fields__})
+    return ClientListSpec(config.group_by, config.idle_threshold,
+                          {name: getattr(buckets, name) for name in buckets.__dataclass_fields__})
 
 
 def aggregate_client_list(raw: RawReply, config: ClientListConfig, state: AggregateState,

@@ -49,18 +49,12 @@ def compiled_scanner_available() -> bool:
     return _compiled is not None
 
 
-def client_list_spec(group_by: tuple[str, ...], idle_threshold: float,
-                     buckets: dict[str, tuple[float, ...]]) -> ClientListSpec:
-    """The spec for the group records: every field of `SUMMED_COLUMNS` summed."""
-    return ClientListSpec(group_by, idle_threshold, buckets, tuple(SUMMED_COLUMNS.values()))
-
-
 def summarize_client_list(raw: RawReply, spec: ClientListSpec, *,
                           compiled: bool = True) -> ClientListSummary:
     """Count clients per group and fill the histograms, in one pass over `raw`.
 
-    `spec.sums` must be the `SUMMED_COLUMNS` (see `client_list_spec`). `compiled=False`
-    forces the pure path (tests and benchmarks compare the two).
+    `spec.sums` must be the record's `SUMMED_COLUMNS` (the default). `compiled=False` forces
+    the pure path (tests and benchmarks compare the two).
     """
     keys = line_keys(bytes(raw[:SAMPLE_BYTES]))
     scan = scan_reply(raw, spec, keys, compiled=compiled)

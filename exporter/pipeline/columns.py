@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.pipeline.groups import SUMMED_COLUMNS
+
 # group_by field -> CLIENT LIST key it reads.
 GROUP_SOURCES = {
     "name": b"name",
@@ -68,7 +70,8 @@ class ClientListSpec:
     group_by: tuple[str, ...]
     idle_threshold: float
     buckets: dict[str, tuple[float, ...]]
-    sums: tuple[bytes, ...] = ()  # columns summed per raw label tuple, in this order
+    # Columns summed per raw label tuple, in this order: by default those of the group record.
+    sums: tuple[bytes, ...] = tuple(SUMMED_COLUMNS.values())
 
     def numeric_keys(self) -> frozenset[bytes]:
         """Columns read as numbers: histograms and sums; a bad value is not counted."""
