@@ -197,3 +197,15 @@ def test_valkey_mode_label() -> None:
     rendered = render_case(CASES_BY_NAME["valkey-8.0"])
     (labels, _), = values(rendered, "redis_instance_info")
     assert labels["redis_mode"] == "standalone"
+
+
+@pytest.mark.parametrize(("case", "server", "version"), [
+    ("valkey-8.0", "valkey", "8.0.1"), ("redis-7.0", "redis", "7.0.15"),
+    ("redis-5.0", "redis", "5.0.14")])
+def test_instance_info_names_the_product_and_its_own_version(case: str, server: str,
+                                                             version: str) -> None:
+    """Valkey keeps redis_version 7.2.4 for clients: server_name and server_version tell
+    Valkey 8.0 from 8.1 and from Redis 7.2, next to the peer's redis_version label."""
+    (labels, _), = values(render_case(CASES_BY_NAME[case]), "redis_instance_info")
+    assert (labels["server_name"], labels["server_version"]) == (server, version)
+    assert labels["redis_version"] == ("7.2.4" if server == "valkey" else version)

@@ -108,8 +108,10 @@ def _listed(values: tuple[str, ...]) -> str:
 UP = _gauge("redis_up", "1 if the last INFO on the held poll connection succeeded, else 0. "
             + _LAST_POLL)
 INSTANCE_INFO = _gauge("redis_instance_info",
-                       "Redis version, role and mode, always 1. " + _LAST_POLL,
-                       "redis_version", "role", "redis_mode")
+                       "Server version, role and mode, always 1: redis_version as INFO says it "
+                       "(Valkey says 7.2.4), server_name (redis or valkey) and server_version "
+                       "(the product's own version). " + _LAST_POLL,
+                       "redis_version", "role", "redis_mode", "server_name", "server_version")
 START_TIME = _gauge("redis_start_time_seconds",
                     "Unix time Redis started (now minus uptime, kept while run_id is the same). "
                     + _LAST_POLL)

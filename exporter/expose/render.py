@@ -72,10 +72,8 @@ def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
         return out
     info = view.info
     if "redis_version" in info:
-        mode = info.get("redis_mode", info.get("server_mode", ""))  # Valkey 8: server_mode
-        labels = (*base, ("redis_version", info["redis_version"]),
-                  ("role", info.get("role", "")), ("redis_mode", mode))
-        out[metrics.INSTANCE_INFO.name] = sample(metrics.INSTANCE_INFO.name, labels, 1)
+        out[metrics.INSTANCE_INFO.name] = sample(metrics.INSTANCE_INFO.name,
+                                                 (*base, *_instance_labels(info)), 1)
     if view.start_time is not None:
         out[metrics.START_TIME.name] = sample(metrics.START_TIME.name, base, view.start_time)
     for item in metrics.INFO_FIELDS:
@@ -89,6 +87,16 @@ def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
         family = metrics.HISTOGRAMS[key].name
         out[family] = render_histogram(family, base, histogram)
     return out
+
+
+def _instance_labels(info: Mapping[str, str]) -> Labels:
+    """Valkey keeps `redis_version:7.2.4` for compatibility: its own name and version come from
+    `server_name` and `valkey_version`, and its mode from `server_mode`."""
+    server = info.get("server_name", "redis")
+    version = info.get(f"{server}_version", info["redis_version"])
+    mode = info.get("redis_mode", info.get("server_mode", ""))
+    return (("redis_version", info["redis_version"]), ("role", info.get("role", "")),
+            ("redis_mode", mode), ("server_name", server), ("server_version", version))
 
 
 def _saturation(base: Labels, info: Mapping[str, str], max_clients: float | None

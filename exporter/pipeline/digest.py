@@ -75,11 +75,13 @@ class TargetMemory:
 class Finding:
     """A capability the replies showed: allowed (`refusal` None) or refused with this reply.
     A refusal counts as an error of `step` (the metric's step label) and is asked for again
-    later; with `step` None it is only noted."""
+    later; with `step` None it is only noted. `applies` False: this server cannot have the
+    capability at all (its version predates it), so it is neither allowed nor missing."""
 
     capability: str
     step: str | None
     refusal: Reply = None
+    applies: bool = True
 
 
 class PollDigest:
@@ -119,7 +121,14 @@ class PollDigest:
             self.info_error = reply
             return
         self.info = parse_info(reply)
-        self.memory.facts.learn_info(self.info, self.now_wall)
+        facts = self.memory.facts
+        facts.learn_info(self.info, self.now_wall)
+        if facts.version is not None and not facts.modern():
+            # CLIENT NO-EVICT (and client eviction itself) came with 7.0: a new connection
+            # asked before its version was known, and the refusal says nothing.
+            self.findings = [finding for finding in self.findings
+                             if finding.capability != Capability.CLIENT_NO_EVICT]
+            self.findings.append(Finding(Capability.CLIENT_NO_EVICT, None, applies=False))
 
     def _config(self, replies: Sequence[Reply]) -> None:
         refused = next((reply for reply in replies if isinstance(reply, Exception)), None)

@@ -166,6 +166,9 @@ class TargetPoller:
         """Record what the replies showed of each capability (each finding once)."""
         while findings:
             finding = findings.pop(0)
+            if not finding.applies:
+                self.stats.drop_capability(finding.capability)
+                continue
             if finding.refusal is None:
                 self.stats.set_capability(finding.capability, True)
                 continue

@@ -59,6 +59,11 @@ class TargetStats:
                         kv(target=self.target, capability=name, reason=reason or "denied"))
         return True
 
+    def drop_capability(self, name: str) -> None:
+        """The server cannot have it (its version predates it): neither 1 nor 0."""
+        with self.lock:
+            self.capabilities.pop(name, None)
+
     def record_up(self) -> None:
         if self.up is not True:
             if self.up is False:
