@@ -16,6 +16,7 @@ from exporter.config.model import Config
 from exporter.pipeline import clientlist
 from tests.support.clients import RawClient
 from tests.support.redis_server import RedisServer, start_redis
+from tests.support.servers import ServerBuild, build, matrix_ids
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -37,6 +38,21 @@ def clients() -> Iterator[list[RawClient]]:
     yield opened
     for client in opened:
         client.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `server_build` runs once per real server build (the matrix), or per
+    build that has what `@pytest.mark.server_needs("acl", ...)` names."""
+    if "server_build" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("server_needs")
+        needs = tuple(marker.args) if marker else ()
+        metafunc.parametrize("server_build", matrix_ids(needs), indirect=True)
+
+
+@pytest.fixture
+def server_build(request: pytest.FixtureRequest) -> ServerBuild:
+    """The build a matrix test runs on: Redis 5.0 to 8.0, Valkey 8.0 and 8.1."""
+    return build(request.param)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Graceful degradation against real redis-server 7.0 processes started per test.
+"""Graceful degradation against real servers started per test, on every build where the case
+exists (Redis 5.0 to 8.0, Valkey 8: the `server_build` matrix; LOADING on the default build).
 
 A server that disables or renames CONFIG and CLIENT, an ACL user without +client, a Lua script
 past `busy-reply-threshold`, a server loading its RDB: each costs the exporter only what the
@@ -23,6 +24,7 @@ from tests.conftest import metrics_url
 from tests.support.clients import RawClient, info_field
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, values, wait_for
+from tests.support.servers import ServerBuild
 
 FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
 NO_PROBE = {"connect_probe": {"enabled": False}}
@@ -120,11 +122,12 @@ def exporter_for(targets: list[dict[str, Any]], defaults: dict[str, Any] | None 
 
 # -- 1. CONFIG disabled -------------------------------------------------------------------------
 def test_config_disabled_keeps_info_saturation_and_groups(
-        redis_factory: RedisFactory, exporter_factory: ExporterFactory,
-        caplog: pytest.LogCaptureFixture) -> None:
+        server_build: ServerBuild, redis_factory: RedisFactory,
+        exporter_factory: ExporterFactory, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    # maxclients 777: only INFO can tell the exporter that, CONFIG GET is gone.
-    server = redis_factory(extra_args=["--rename-command", "CONFIG", "", "--maxclients", "777"])
+    # maxclients 777: only INFO can tell the exporter that (6.2+), CONFIG GET is gone.
+    server = redis_factory(server=server_build,
+                           extra_args=["--rename-command", "CONFIG", "", "--maxclients", "777"])
     exporter = exporter_factory(exporter_for([{"name": "noconfig", "url": server.url}]))
 
     def settled(text: str) -> bool:
@@ -153,10 +156,15 @@ def test_config_disabled_keeps_info_saturation_and_groups(
                 if lab["kind"] != "unsupported" and val]
     connected = value(text, "redis_connected_clients", target="noconfig")
     assert connected is not None and connected >= 1
-    assert value(text, "redis_max_clients", target="noconfig") == 777
-    ratio = value(text, "redis_connection_saturation_ratio", target="noconfig")
-    assert ratio == pytest.approx(connected / 777)
-    assert value(text, "redis_connection_headroom", target="noconfig") == 777 - connected
+    if server_build.maxclients_in_info:
+        assert value(text, "redis_max_clients", target="noconfig") == 777
+        ratio = value(text, "redis_connection_saturation_ratio", target="noconfig")
+        assert ratio == pytest.approx(connected / 777)
+        assert value(text, "redis_connection_headroom", target="noconfig") == 777 - connected
+    else:  # before 6.2 only CONFIG GET knows the limit: no saturation, rather than a guess
+        for family in ("redis_max_clients", "redis_connection_saturation_ratio",
+                       "redis_connection_headroom"):
+            assert value(text, family, target="noconfig") is None, family
     assert value(text, "redis_client_connections", target="noconfig", name=CLIENT_NAME,
                  client_type="normal") == 1
     assert logged(caplog, "capability missing", target="noconfig", capability="config") == 1
@@ -168,8 +176,9 @@ RENAMED = ["--rename-command", "CLIENT", "MYCLIENT", "--rename-command", "CONFIG
 
 
 def test_renamed_commands_setting_keeps_every_capability(
-        redis_factory: RedisFactory, exporter_factory: ExporterFactory) -> None:
-    server = redis_factory(extra_args=RENAMED)
+        server_build: ServerBuild, redis_factory: RedisFactory,
+        exporter_factory: ExporterFactory) -> None:
+    server = redis_factory(server=server_build, extra_args=RENAMED)
     exporter = exporter_factory(exporter_for([
         {"name": "renamed", "url": server.url,
          "commands": {"client": "MYCLIENT", "config": "MYCONFIG"}}]))
@@ -182,20 +191,22 @@ def test_renamed_commands_setting_keeps_every_capability(
     text = wait_polls(exporter, "renamed", 2)
 
     assert value(text, "redis_up", target="renamed") == 1
-    for name in ("client_list", "config", "client_setname", "client_no_evict"):
+    for name in ("client_list", "config", "client_setname"):
         assert capability(text, "renamed", name) == 1, (name, describe(text, "renamed"))
+    assert capability(text, "renamed", "client_no_evict") == (
+        1 if server_build.no_evict else None)
     assert not [val for _, val in values(text, ERRORS, target="renamed") if val]
     [line] = exporter_lines(server.port, "MYCLIENT")
     assert line["name"] == CLIENT_NAME
-    assert "e" in line["flags"]  # MYCLIENT NO-EVICT on
+    assert ("e" in line["flags"]) == server_build.no_evict  # MYCLIENT NO-EVICT on (7.0+)
     assert value(text, CREATED, target="renamed") == 1
 
 
 def test_renamed_commands_without_the_setting_degrade_to_info(
-        redis_factory: RedisFactory, exporter_factory: ExporterFactory,
-        caplog: pytest.LogCaptureFixture) -> None:
+        server_build: ServerBuild, redis_factory: RedisFactory,
+        exporter_factory: ExporterFactory, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    server = redis_factory(extra_args=RENAMED)
+    server = redis_factory(server=server_build, extra_args=RENAMED)
     healthy = redis_factory()
     exporter = exporter_factory(exporter_for([
         {"name": "renamed", "url": server.url},
@@ -210,9 +221,12 @@ def test_renamed_commands_without_the_setting_degrade_to_info(
 
     assert value(text, "redis_up", target="renamed") == 1
     assert value(text, "redis_connected_clients", target="renamed") is not None
-    assert value(text, "redis_max_clients", target="renamed") == 1000  # from INFO
-    for name in ("client_list", "config", "client_setname", "client_no_evict"):
+    assert value(text, "redis_max_clients", target="renamed") == (
+        1000 if server_build.maxclients_in_info else None)  # from INFO (6.2+): CONFIG is gone
+    for name in ("client_list", "config", "client_setname"):
         assert capability(text, "renamed", name) == 0, (name, describe(text, "renamed"))
+    assert capability(text, "renamed", "client_no_evict") == (
+        0 if server_build.no_evict else None)
     # One error per capability that went missing, however many polls ran since.
     assert errors(text, "renamed", "info", "unsupported") == 1  # CONFIG GET
     assert errors(text, "renamed", "client_list", "unsupported") == 1
@@ -235,13 +249,15 @@ def test_renamed_commands_without_the_setting_degrade_to_info(
 
 
 # -- 3. ACL user without +client ----------------------------------------------------------------
+@pytest.mark.server_needs("acl")
 def test_acl_user_without_client_holds_one_unnamed_connection(
-        redis_factory: RedisFactory, exporter_factory: ExporterFactory, tmp_path: Path,
+        server_build: ServerBuild, redis_factory: RedisFactory,
+        exporter_factory: ExporterFactory, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     # tests/test_faults.py checks the metrics of this case; here: what Redis sees, and that
     # the exporter settles on one unnamed connection instead of retrying SETNAME.
     caplog.set_level(logging.INFO)
-    server = redis_factory()
+    server = redis_factory(server=server_build)
     admin = RawClient(server.port)
     try:
         assert admin.call("ACL", "SETUSER", "monitor", "on", ">monpass", "~*", "+@all",
@@ -261,7 +277,8 @@ def test_acl_user_without_client_holds_one_unnamed_connection(
     assert value(text, "redis_up", target="noclient") == 1
     assert value(text, "redis_connected_clients", target="noclient") is not None
     assert capability(text, "noclient", "client_list") == 0
-    assert capability(text, "noclient", "client_no_evict") == 0
+    assert capability(text, "noclient", "client_no_evict") == (
+        0 if server_build.no_evict else None)
     assert value(text, CREATED, target="noclient") == 2
     lines = [line for line in exporter_lines(server.port) if line.get("user") == "monitor"]
     assert [line["name"] for line in lines] == [""]
@@ -289,8 +306,10 @@ def busy_script(port: int) -> Iterator[RawClient]:
 
 
 def test_busy_script_takes_only_its_target_down_and_it_recovers(
-        redis_factory: RedisFactory, exporter_factory: ExporterFactory) -> None:
-    server = redis_factory(extra_args=["--busy-reply-threshold", "100"])
+        server_build: ServerBuild, redis_factory: RedisFactory,
+        exporter_factory: ExporterFactory) -> None:
+    server = redis_factory(server=server_build, extra_args=[f"--{server_build.busy_option}",
+                                                             "100"])
     healthy = redis_factory()
     exporter = exporter_factory(exporter_for(
         [{"name": "busy", "url": server.url}, {"name": "healthy", "url": healthy.url}],

@@ -1,4 +1,5 @@
-"""Real clients with known names, users, dbs and states; the exporter must report exactly them."""
+"""Real clients with known names, users, dbs and states; the exporter must report exactly them,
+on every real server build (Redis 5.0 to 8.0, Valkey 8.0 and 8.1: the `server_build` matrix)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Callable
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
-from tests.support.clients import RawClient, info_field, open_named
+from tests.support.clients import RawClient, commandstats, info_field, open_named
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, values, wait_for
+from tests.support.servers import ServerBuild
 
 FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
 NO_PROBE = {"connect_probe": {"enabled": False}}
@@ -20,15 +22,20 @@ NO_PROBE = {"connect_probe": {"enabled": False}}
 def _population(server: RedisServer, opened: list[RawClient]) -> RawClient:
     """Open the known population; return a quiet observer connection opened first."""
     port = server.port
+    build = server.build
+    assert build is not None
     admin = RawClient(port)
     opened.append(admin)
     assert admin.call("CLIENT", "SETNAME", "observer") == b"+OK"
-    assert admin.call("ACL", "SETUSER", "app", "on", ">apppass", "~*", "&*", "+@all") == b"+OK"
+    if build.acl:  # channel rules (&*) came with 6.2; 6.0 lets every user into every channel
+        rules = ["on", ">apppass", "~*", *(["&*"] if build.at_least(6, 2) else []), "+@all"]
+        assert admin.call("ACL", "SETUSER", "app", *rules) == b"+OK"
     opened += open_named(port, ["api-7f9c2d4e1a", "api-0b1c2d3e4f", "api-99aa88bb77",
                                 "web-5d8f7c9b6-x2k4p", "web-5d8f7c9b6-q7z9m", "worker"])
     opened += [RawClient(port), RawClient(port)]  # unnamed
     billing = RawClient(port)
-    assert billing.call("AUTH", "app", "apppass") == b"+OK"
+    if build.acl:
+        assert billing.call("AUTH", "app", "apppass") == b"+OK"
     assert billing.call("CLIENT", "SETNAME", "billing") == b"+OK"
     cache = RawClient(port)
     assert cache.call("SELECT", 3) == b"+OK"
@@ -56,33 +63,36 @@ def _groups(text: str, metric: str = "redis_client_connections") -> dict[tuple[s
 
 
 def test_groups_match_the_clients_that_are_open(
-        redis_server: RedisServer, clients: list[RawClient],
-        exporter_factory: Callable[..., Exporter]) -> None:
-    admin = _population(redis_server, clients)
+        server_build: ServerBuild, redis_factory: Callable[..., RedisServer],
+        clients: list[RawClient], exporter_factory: Callable[..., Exporter]) -> None:
+    server = redis_factory(server=server_build)
+    admin = _population(server, clients)
     exporter = exporter_factory({
         "poll": FAST, "defaults": NO_PROBE,
         "client_list": {"group_by": ["name", "client_type", "user", "db"],
                         "idle_threshold": "1s"},
-        "targets": [{"name": "cache", "url": redis_server.url}],
+        "targets": [{"name": "cache", "url": server.url}],
     })
     time.sleep(2.5)  # let every client pass the 1s idle threshold, then take a fresh poll
     url = metrics_url(exporter)
     before = exporter.store.generation
     wait_for(lambda: exporter.store.generation > before + 1, message="a fresh poll")
     text = fetch(url)
+    # Before 6.0 CLIENT LIST has no `user` field: the label is "" (absent, not invented).
+    default, app = ("default", "app") if server_build.acl else ("", "")
     expected = {
-        ("api", "normal", "default", "0"): 3,
-        ("web", "normal", "default", "0"): 2,
-        ("worker", "normal", "default", "0"): 1,
-        ("", "normal", "default", "0"): 2,
-        ("observer", "normal", "default", "0"): 1,
-        ("billing", "normal", "app", "0"): 1,
-        ("cache-db3", "normal", "default", "3"): 1,
-        ("sub-listener", "pubsub", "default", "0"): 1,
-        ("psub-listener", "pubsub", "default", "0"): 1,
-        ("queue-consumer", "normal", "default", "0"): 1,
-        ("tx-client", "normal", "default", "0"): 1,
-        ("redis-connection-exporter", "normal", "default", "0"): 1,
+        ("api", "normal", default, "0"): 3,
+        ("web", "normal", default, "0"): 2,
+        ("worker", "normal", default, "0"): 1,
+        ("", "normal", default, "0"): 2,
+        ("observer", "normal", default, "0"): 1,
+        ("billing", "normal", app, "0"): 1,
+        ("cache-db3", "normal", default, "3"): 1,
+        ("sub-listener", "pubsub", default, "0"): 1,
+        ("psub-listener", "pubsub", default, "0"): 1,
+        ("queue-consumer", "normal", default, "0"): 1,
+        ("tx-client", "normal", default, "0"): 1,
+        ("redis-connection-exporter", "normal", default, "0"): 1,
     }
     assert _groups(text) == expected
     line_count = len(admin.call("CLIENT", "LIST").decode().strip().splitlines())
@@ -92,13 +102,70 @@ def test_groups_match_the_clients_that_are_open(
     assert value(text, "redis_blocked_clients", target="cache") == 1
     # Idle longer than 1s, except blocked (b) and pubsub (P) clients, idle by design.
     idle = _groups(text, "redis_client_idle_connections")
-    assert idle[("queue-consumer", "normal", "default", "0")] == 0
-    assert idle[("sub-listener", "pubsub", "default", "0")] == 0
-    assert idle[("api", "normal", "default", "0")] == 3
-    assert idle[("tx-client", "normal", "default", "0")] == 1
-    assert idle[("redis-connection-exporter", "normal", "default", "0")] == 0
-    count = value(text, "redis_client_idle_seconds_count", target="cache")
-    assert count == line_count
+    assert idle[("queue-consumer", "normal", default, "0")] == 0
+    assert idle[("sub-listener", "pubsub", default, "0")] == 0
+    assert idle[("api", "normal", default, "0")] == 3
+    assert idle[("tx-client", "normal", default, "0")] == 1
+    assert idle[("redis-connection-exporter", "normal", default, "0")] == 0
+    for histogram in ("idle_seconds", "age_seconds", "query_buffer_bytes",
+                      "output_buffer_bytes", "memory_bytes"):
+        count = value(text, f"redis_client_{histogram}_count", target="cache")
+        present = histogram != "memory_bytes" or server_build.tot_mem  # tot-mem: 6.0+
+        assert count == (line_count if present else None), histogram
+
+
+# INFO field -> the family the exporter names it (the Go peer's names).
+INFO_FAMILIES = {
+    "tracking_clients": "redis_tracking_clients",
+    "clients_in_timeout_table": "redis_clients_in_timeout_table",
+    "cluster_connections": "redis_cluster_connections",
+    "evicted_clients": "redis_evicted_clients_total",
+    "pubsub_clients": "redis_pubsub_clients",
+    "watching_clients": "redis_watching_clients",
+    "client_query_buffer_limit_disconnections":
+        "redis_client_query_buffer_limit_disconnections_total",
+    "client_output_buffer_limit_disconnections":
+        "redis_client_output_buffer_limit_disconnections_total",
+}
+
+
+def test_what_the_server_does_not_report_is_absent_and_the_rest_is_exact(
+        server_build: ServerBuild, redis_factory: Callable[..., RedisServer],
+        exporter_factory: Callable[..., Exporter]) -> None:
+    """Every INFO-derived family exists exactly when the server reports its field; the
+    handshake never sends HELLO or CLIENT SETINFO; a new connection gets in (the probe)."""
+    server = redis_factory(server=server_build)
+    exporter = exporter_factory({
+        "poll": FAST, "defaults": {"connect_probe": {"enabled": True, "interval": "1s"}},
+        "targets": [{"name": "cache", "url": server.url}],
+    })
+    url = metrics_url(exporter)
+
+    def polled_listed_and_probed() -> str | None:
+        body = fetch(url)
+        probed = value(body, "redis_connection_exporter_connect_probe_success", target="cache")
+        listed = value(body, "redis_client_idle_seconds_count", target="cache")
+        return body if probed == 1 and listed else None
+
+    text = str(wait_for(polled_listed_and_probed, message="polled, listed and probed"))
+    admin = RawClient(server.port)
+    try:
+        info = admin.call("INFO").decode()
+    finally:
+        admin.close()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    for field, family in INFO_FAMILIES.items():
+        assert (value(text, family, target="cache") is not None) == (field in fields), family
+    (labels, _), = values(text, "redis_instance_info", target="cache")
+    assert (labels["server_name"], labels["server_version"]) == (
+        server_build.family, server_build.version_text)
+    assert value(text, "redis_max_clients", target="cache") == 1000  # INFO 6.2+, else CONFIG
+    assert not values(text, "redis_connection_exporter_poll_errors_total", target="cache")
+    no_evict = value(text, "redis_connection_exporter_target_capability", target="cache",
+                     capability="client_no_evict")
+    assert no_evict == (1 if server_build.no_evict else None)
+    calls = commandstats(server.port)
+    assert "hello" not in calls and "client|setinfo" not in calls, calls
 
 
 def test_cap_keeps_fifty_groups_and_loses_no_client(

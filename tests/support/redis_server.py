@@ -1,7 +1,8 @@
-"""Start and stop real `redis-server` processes on free loopback ports for tests.
+"""Start and stop real server processes (any build of tests/support/servers.py: Redis 5.0 to
+8.0, Valkey 8) on free loopback ports for tests.
 
 With CI=true a missing binary is a failure, never a skip. When no binary exists but a Docker
-engine does (a developer laptop), `testcontainers` provides the server instead.
+engine does (a developer laptop), `testcontainers` provides the default server instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from tests.support.servers import ServerBuild, build
 
 
 def free_port() -> int:
@@ -44,6 +47,7 @@ class RedisServer:
     port: int
     workdir: str
     args: list[str]
+    build: ServerBuild | None = None  # None: a container (REDIS_TEST_BACKEND=testcontainers)
     process: subprocess.Popen[bytes] | None = None
     password: str | None = None
     unixsocket: str | None = None
@@ -54,10 +58,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = require_binary("redis-server")
+        assert self.build is not None
         with open(os.path.join(self.workdir, "redis.log"), "ab") as log:
-            self.process = subprocess.Popen([binary, *self.args], stdout=log, stderr=log,
-                                            cwd=self.workdir)
+            self.process = subprocess.Popen([self.build.binary, *self.args], stdout=log,
+                                            stderr=log, cwd=self.workdir)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -65,9 +69,9 @@ class RedisServer:
                     return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: {self._log_tail()}") from None
+                    raise RuntimeError(f"{self.build.id} exited: {self._log_tail()}") from None
                 time.sleep(0.05)
-        raise RuntimeError("redis-server did not start listening")
+        raise RuntimeError(f"{self.build.id} did not start listening")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -107,16 +111,17 @@ class ContainerRedisServer(RedisServer):
 
 def start_redis(extra_args: Sequence[str] = (), password: str | None = None,
                 port: int | None = None, unixsocket: bool = False,
-                workdir: str | None = None) -> RedisServer:
-    if os.environ.get("REDIS_TEST_BACKEND") == "testcontainers":
+                workdir: str | None = None, server: ServerBuild | None = None) -> RedisServer:
+    """A server of build `server` (default: the system's redis-server, Redis 7.0)."""
+    if server is None and os.environ.get("REDIS_TEST_BACKEND") == "testcontainers":
         container_args = ["--save", "", "--appendonly", "no", "--maxclients", "1000"]
         if password:
             container_args += ["--requirepass", password]
-        server: RedisServer = ContainerRedisServer(
+        container: RedisServer = ContainerRedisServer(
             port=0, workdir=tempfile.mkdtemp(prefix="rce-redis-"),
             args=[*container_args, *extra_args], password=password)
-        server.start()
-        return server
+        container.start()
+        return container
     port = port or free_port()
     workdir = workdir or tempfile.mkdtemp(prefix="rce-redis-")
     args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -128,7 +133,7 @@ def start_redis(extra_args: Sequence[str] = (), password: str | None = None,
     if password:
         args += ["--requirepass", password]
     args += list(extra_args)
-    server = RedisServer(port=port, workdir=workdir, args=args, password=password,
-                         unixsocket=sock)
-    server.start()
-    return server
+    started = RedisServer(port=port, workdir=workdir, args=args, build=server or build(),
+                          password=password, unixsocket=sock)
+    started.start()
+    return started
