@@ -26,7 +26,14 @@ from exporter.pipeline.grouping import (
 )
 from exporter.pipeline.groups import GroupMeasures, LabelTuple, column
 from exporter.pipeline.labels import addr_host
-from tests.support.golden import DATA_DIR, VERSIONS, read_data, reference_clients
+from tests.support.golden import (
+    CLIENT_LIST_SINCE,
+    DATA_DIR,
+    FIXTURES,
+    VERSIONS,
+    read_data,
+    reference_clients,
+)
 
 # Every test here runs with the compiled scanner and with the pure path: same results.
 pytestmark = pytest.mark.usefixtures("both_scanners")
@@ -131,20 +138,33 @@ def test_histograms_match_reference_reader(version: str) -> None:
         assert histogram.counts == tuple(per_bucket[i] for i in range(len(bounds) + 1))
 
 
-def test_memory_histogram_absent_before_tot_mem() -> None:
-    assert "memory_bytes" not in summarize(read_data("redis-5.0/client_list.txt")).histograms
-    for version in VERSIONS[1:]:  # 6.0.20 prints tot-mem (since 6.0.9)
-        histogram = summarize(read_data(f"{version}/client_list.txt")).histograms
-        assert histogram["memory_bytes"].count == 17
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fixture_fields_follow_the_field_table(version: str) -> None:
+    """Every line of a fixture has a field exactly when its server has it (CLIENT_LIST_SINCE:
+    e.g. tot-mem from 6.0.9, io-thread on Redis 8.0, capa on Valkey 8.1)."""
+    fixture = FIXTURES[version]
+    clients = reference_clients(read_data(f"{version}/client_list.txt"))
+    for key, since in CLIENT_LIST_SINCE.items():
+        assert {key in client.fields for client in clients} == {fixture.has(since)}, key
 
 
-def test_user_is_empty_when_the_server_has_no_acl() -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_memory_histogram_absent_before_tot_mem(version: str) -> None:
+    histograms = summarize(read_data(f"{version}/client_list.txt")).histograms
+    if FIXTURES[version].has(CLIENT_LIST_SINCE["tot-mem"]):  # real 6.0.9 has it
+        assert histograms["memory_bytes"].count == 17
+    else:
+        assert "memory_bytes" not in histograms  # 5.0: absent, not 17 zeros
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_user_is_empty_when_the_server_has_no_acl(version: str) -> None:
     config = ClientListConfig(group_by=("user",))
-    old = aggregate(read_data("redis-5.0/client_list.txt"), config)
-    assert column(old.groups, "connections") == {("",): 17}
-    for version in VERSIONS[1:]:
-        new = aggregate(read_data(f"{version}/client_list.txt"), config)
-        assert column(new.groups, "connections") == {("default",): 16, ("app",): 1}, version
+    result = aggregate(read_data(f"{version}/client_list.txt"), config)
+    if FIXTURES[version].has(CLIENT_LIST_SINCE["user"]):  # billing AUTHed as ACL user app
+        assert column(result.groups, "connections") == {("default",): 16, ("app",): 1}
+    else:
+        assert column(result.groups, "connections") == {("",): 17}
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -6,6 +6,7 @@ CLIENT LIST parsing is fuzzed in test_clientlist_scanners.py (both scanners, sam
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -22,12 +23,15 @@ from exporter.expose.render import render_redis
 from exporter.pipeline.digest import RedisView
 from exporter.pipeline.info import effective_max_clients, parse_info
 from tests.conftest import metrics_url
+from tests.support.golden import DATA_DIR, VERSIONS, read_data
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, wait_for
 
+# Valkey names itself in server_name and <server_name>_version (the instance info labels).
 FIELDS = sorted({item.field for item in metrics.INFO_FIELDS} | {
-    "redis_version", "role", "redis_mode", "server_mode", "maxclients", "connected_clients",
-    "connected_slaves", "cluster_connections", "run_id", "uptime_in_seconds", "tcp_port"})
+    "redis_version", "role", "redis_mode", "server_mode", "server_name", "valkey_version",
+    "maxclients", "connected_clients", "connected_slaves", "cluster_connections", "run_id",
+    "uptime_in_seconds", "tcp_port"})
 values = st.one_of(
     st.integers(-10**30, 10**30).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
@@ -61,6 +65,22 @@ def test_any_info_reply_renders_valid_exposition(raw: bytes, override: int | Non
     text = "".join(render_redis("fuzz", view).values())
     families = list(text_string_to_metric_families(text))  # raises on invalid exposition
     assert any(family.name == "redis_up" for family in families)
+
+
+INFO_REPLIES = [f"{version}/{name}" for version in VERSIONS for name in ("info.txt", "info_all.txt")
+                if os.path.exists(os.path.join(DATA_DIR, version, name))]
+
+
+@pytest.mark.parametrize("reply", INFO_REPLIES)
+def test_every_fixture_info_reply_renders_valid_exposition(reply: str) -> None:
+    """The fixtures too, plain INFO included (Redis 8.0's # Threads and # Keysizes sections,
+    Valkey 8.1's paused_* fields), not only the sections the poll asks for."""
+    info = parse_info(read_data(reply))
+    view = RedisView(info=info, max_clients=effective_max_clients(None, info, 10000.0),
+                     start_time=None)
+    text = "".join(render_redis("real", view).values())
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"redis_up", "redis_instance_info", "redis_connected_clients"} <= names
 
 
 class _GarbageHandler(socketserver.BaseRequestHandler):

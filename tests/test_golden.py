@@ -19,6 +19,7 @@ the code is fixed (this caught `redis_mode` for Valkey 8.0, see `test_valkey_mod
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 
@@ -28,10 +29,18 @@ from exporter.expose import families as metrics
 from tests.support.exposition import check_families, promtool_problems
 from tests.support.golden import (
     CASES_BY_NAME,
+    CLIENT_LIST_SINCE,
+    DATA_DIR,
+    FIXTURES,
     GOLDEN_CASES,
+    INFO_SINCE,
+    NOW,
     VERSIONS,
     GoldenCase,
+    read_data,
     read_golden,
+    reference_clients,
+    reference_info,
     render_case,
     write_golden,
 )
@@ -115,27 +124,73 @@ def test_malformed_client_list_keeps_the_info_metrics() -> None:
     assert sum(val for _, val in values(text, "redis_client_connections")) == 6
 
 
-ABSENT = {
-    "redis-5.0": ("redis_max_clients", "redis_connection_saturation_ratio",
-                  "redis_connection_headroom", "redis_evicted_clients_total",
-                  "redis_tracking_clients", "redis_clients_in_timeout_table",
-                  "redis_cluster_connections", "redis_client_memory_bytes",
-                  "redis_pubsub_clients", "redis_watching_clients",
-                  "redis_client_query_buffer_limit_disconnections_total"),
-    "redis-6.0": ("redis_max_clients", "redis_connection_saturation_ratio",
-                  "redis_connection_headroom", "redis_evicted_clients_total",
-                  "redis_cluster_connections", "redis_pubsub_clients"),
-    "redis-6.2": ("redis_evicted_clients_total", "redis_pubsub_clients"),
-    "redis-7.0": ("redis_pubsub_clients", "redis_watching_clients",
-                  "redis_client_output_buffer_limit_disconnections_total"),
-}
+def present(text: str, family: str) -> bool:
+    """Whether the body has the family: a sample or a HELP/TYPE header."""
+    return re.search(rf"^(# (HELP|TYPE) )?{family}\b", text, re.MULTILINE) is not None
 
 
-@pytest.mark.parametrize("version", sorted(ABSENT))
+# Need INFO maxclients: the goldens have no CONFIG GET to fall back on (5.0 and 6.0 need it).
+SATURATION_FAMILIES = ("redis_max_clients", "redis_connection_saturation_ratio",
+                       "redis_connection_headroom")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fixture_is_the_server_it_says(version: str) -> None:
+    """The INFO of each version directory names the build of tests/data/README.md and has
+    exactly the fields of the field tables (tests.support.golden.INFO_SINCE)."""
+    fixture = FIXTURES[version]
+    directory = os.path.join(DATA_DIR, version)
+    assert os.path.exists(os.path.join(directory, "SYNTHESIZED.md")) != fixture.captured
+    files = ("info.txt", "info_all.txt") if fixture.captured else ("info.txt",)
+    for name in files:
+        info = reference_info(read_data(f"{version}/{name}"))
+        own = "valkey_version" if fixture.server == "valkey" else "redis_version"
+        assert (info.get("server_name", "redis"), info[own]) == (fixture.server,
+                                                                 fixture.version)
+        for field, since in INFO_SINCE.items():
+            assert (field in info) == fixture.has(since), (name, field)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_absent_info_fields_are_absent_not_zero(version: str) -> None:
+    """A family is there exactly when the server reports its field: never a 0 for a field
+    the server lacks, never missing for one it has."""
     text = golden(version)
-    for family in ABSENT[version]:
-        assert not re.search(rf"^(# (HELP|TYPE) )?{family}\b", text, re.MULTILINE), family
+    fixture = FIXTURES[version]
+    for item in metrics.INFO_FIELDS:
+        since = INFO_SINCE.get(item.field)
+        assert present(text, item.family.name) == (since is None or fixture.has(since)), \
+            item.family.name
+    for family in SATURATION_FAMILIES:
+        assert present(text, family) == fixture.has(INFO_SINCE["maxclients"]), family
+    assert present(text, "redis_client_memory_bytes") == fixture.has(
+        CLIENT_LIST_SINCE["tot-mem"])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_info_families_carry_the_fixture_values(version: str) -> None:
+    text = golden(version)
+    info = reference_info(read_data(f"{version}/info.txt"))
+    for item in metrics.INFO_FIELDS:
+        if item.field in info:
+            assert value(text, item.family.name, target="cache") == float(info[item.field]), \
+                item.field
+
+
+def test_absent_families_of_the_oldest_and_newest_servers() -> None:
+    """The tables above, spelled out for 5.0.10 and the 7.4+ servers."""
+    old = {family for family in (*(item.family.name for item in metrics.INFO_FIELDS),
+                                 *SATURATION_FAMILIES, "redis_client_memory_bytes")
+           if not present(golden("redis-5.0"), family)}
+    assert old == {
+        "redis_tracking_clients", "redis_pubsub_clients", "redis_watching_clients",
+        "redis_clients_in_timeout_table", "redis_cluster_connections",
+        "redis_evicted_clients_total", "redis_client_query_buffer_limit_disconnections_total",
+        "redis_client_output_buffer_limit_disconnections_total", *SATURATION_FAMILIES,
+        "redis_client_memory_bytes"}
+    for version in ("redis-7.4", "redis-8.0", "valkey-8.0", "valkey-8.1"):
+        text = golden(version)
+        assert all(present(text, item.family.name) for item in metrics.INFO_FIELDS), version
 
 
 def test_saturation_from_info_maxclients() -> None:
@@ -145,29 +200,43 @@ def test_saturation_from_info_maxclients() -> None:
     assert value(text, "redis_connection_headroom", target="cache") == 10000 - 17
 
 
+HISTOGRAM_FIELDS = {"redis_client_idle_seconds": "idle", "redis_client_age_seconds": "age",
+                    "redis_client_query_buffer_bytes": "qbuf",
+                    "redis_client_output_buffer_bytes": "omem",
+                    "redis_client_memory_bytes": "tot-mem"}
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_golden_values_match_the_fixtures(version: str) -> None:
-    """Checks the reviewed golden itself against tests/data/<version>/expected.json."""
+    """Checks the reviewed golden itself against tests/data/<version>/: expected.json, and
+    every histogram bucket against the fixture's lines read by the naive reader."""
     text = golden(version)
+    with open(os.path.join(DATA_DIR, version, "expected.json"), encoding="utf-8") as handle:
+        truth = json.load(handle)
     connections = {(labels["name"], labels["client_type"]): val
                    for labels, val in values(text, "redis_client_connections")}
-    assert sum(connections.values()) == 17
+    assert sum(connections.values()) == truth["client_list_lines"] == 17
     assert connections[("api", "normal")] == 3
     assert connections[("web", "normal")] == 2
-    assert connections[("", "normal")] == 2
+    assert connections[("", "normal")] == truth["names"][""] == 2
     assert connections[("sub-listener", "pubsub")] == connections[("psub-listener", "pubsub")]
     assert all(val == 0 for _, val in values(text, "redis_client_idle_connections"))
-    for family in metrics.HISTOGRAMS.values():
-        count = value(text, f"{family.name}_count", target="cache")
-        if count is None:
-            assert version == "redis-5.0" and family.name == "redis_client_memory_bytes"
+    assert {family.name for family in metrics.HISTOGRAMS.values()} == set(HISTOGRAM_FIELDS)
+    clients = reference_clients(read_data(f"{version}/client_list.txt"))
+    for family, field in HISTOGRAM_FIELDS.items():
+        numbers = [client.number(field) for client in clients if field in client.fields]
+        observed = [float(number) for number in numbers if number is not None]
+        assert len(observed) == len(numbers), family
+        if not observed:
+            assert not present(text, family), family
             continue
-        assert count == 17
-        assert value(text, f"{family.name}_bucket", target="cache", le="+Inf") == 17
-    assert value(text, "redis_client_idle_seconds_bucket", target="cache", le="1.0") == 1
-    assert value(text, "redis_client_idle_seconds_sum", target="cache") == 32
-    assert value(text, "redis_client_query_buffer_bytes_bucket", target="cache", le="0.0") == 16
-    assert value(text, "redis_start_time_seconds", target="cache") == 1_764_028_800 - 19
+        assert value(text, f"{family}_count", target="cache") == len(observed) == 17
+        assert value(text, f"{family}_sum", target="cache") == sum(observed)
+        for labels, cumulative in values(text, f"{family}_bucket", target="cache"):
+            bound = float(labels["le"])
+            assert cumulative == sum(1 for item in observed if item <= bound), (family, bound)
+    uptime = float(reference_info(read_data(f"{version}/info.txt"))["uptime_in_seconds"])
+    assert value(text, "redis_start_time_seconds", target="cache") == NOW - uptime
 
 
 def test_odd_names_are_escaped_per_the_text_format() -> None:
@@ -191,21 +260,33 @@ def test_ipv6_and_unix_hosts() -> None:
                      "unix-default-path": "unix", "ipv4-client": "127.0.0.1"}
 
 
-def test_valkey_mode_label() -> None:
-    """Valkey 8.0 reports its mode as `server_mode` (redis_mode only with
+VALKEY = [version for version in VERSIONS if FIXTURES[version].server == "valkey"]
+
+
+@pytest.mark.parametrize("version", VALKEY)
+def test_valkey_mode_label(version: str) -> None:
+    """Valkey 8 reports its mode as `server_mode` (redis_mode only with
     extended-redis-compatibility yes); the label must still say standalone."""
-    rendered = render_case(CASES_BY_NAME["valkey-8.0"])
+    assert "redis_mode" not in reference_info(read_data(f"{version}/info.txt"))
+    rendered = render_case(CASES_BY_NAME[version])
     (labels, _), = values(rendered, "redis_instance_info")
     assert labels["redis_mode"] == "standalone"
 
 
-@pytest.mark.parametrize(("case", "server", "version"), [
-    ("valkey-8.0", "valkey", "8.0.1"), ("redis-7.0", "redis", "7.0.15"),
-    ("redis-5.0", "redis", "5.0.14")])
-def test_instance_info_names_the_product_and_its_own_version(case: str, server: str,
-                                                             version: str) -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_instance_info_names_the_product_and_its_own_version(version: str) -> None:
     """Valkey keeps redis_version 7.2.4 for clients: server_name and server_version tell
     Valkey 8.0 from 8.1 and from Redis 7.2, next to the peer's redis_version label."""
-    (labels, _), = values(render_case(CASES_BY_NAME[case]), "redis_instance_info")
-    assert (labels["server_name"], labels["server_version"]) == (server, version)
-    assert labels["redis_version"] == ("7.2.4" if server == "valkey" else version)
+    fixture = FIXTURES[version]
+    (labels, _), = values(render_case(CASES_BY_NAME[version]), "redis_instance_info")
+    assert (labels["server_name"], labels["server_version"]) == (fixture.server,
+                                                                 fixture.version)
+    assert labels["redis_version"] == ("7.2.4" if fixture.server == "valkey"
+                                       else fixture.version)
+    assert (labels["role"], labels["redis_mode"]) == ("master", "standalone")
+
+
+def test_instance_info_tells_the_valkey_releases_apart() -> None:
+    labels = [values(golden(version), "redis_instance_info")[0][0] for version in VALKEY]
+    assert len({label["redis_version"] for label in labels}) == 1
+    assert len({label["server_version"] for label in labels}) == len(VALKEY) == 2

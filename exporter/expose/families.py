@@ -126,9 +126,9 @@ INFO_FIELDS = (
     InfoField("tracking_clients", _gauge(
         "redis_tracking_clients", "Clients with client-side caching tracking on. " + _LAST_POLL)),
     InfoField("pubsub_clients", _gauge(
-        "redis_pubsub_clients", "Clients in pub/sub mode (Redis 7.4+). " + _LAST_POLL)),
+        "redis_pubsub_clients", "Clients in pub/sub mode (Redis 7.4+, Valkey 8+). " + _LAST_POLL)),
     InfoField("watching_clients", _gauge(
-        "redis_watching_clients", "Clients in WATCH (Redis 7.4+). " + _LAST_POLL)),
+        "redis_watching_clients", "Clients in WATCH (Redis 7.4+, Valkey 8+). " + _LAST_POLL)),
     InfoField("clients_in_timeout_table", _gauge(
         "redis_clients_in_timeout_table", "Clients in the timeout table (blocking with a "
         "timeout). " + _LAST_POLL)),
@@ -156,10 +156,10 @@ INFO_FIELDS = (
         + _LAST_POLL)),
     InfoField("client_query_buffer_limit_disconnections", _counter(
         "redis_client_query_buffer_limit_disconnections_total", "Clients disconnected for "
-        "exceeding the query buffer limit (Redis 7.4+). " + _LAST_POLL)),
+        "exceeding the query buffer limit (Redis 7.4+, Valkey 8+). " + _LAST_POLL)),
     InfoField("client_output_buffer_limit_disconnections", _counter(
         "redis_client_output_buffer_limit_disconnections_total", "Clients disconnected for "
-        "exceeding an output buffer limit (Redis 7.4+). " + _LAST_POLL)),
+        "exceeding an output buffer limit (Redis 7.4+, Valkey 8+). " + _LAST_POLL)),
 )
 MAX_CLIENTS = _gauge("redis_max_clients", "The connection limit used for saturation: the "
                      "target's max_clients setting, else INFO maxclients, else CONFIG GET "

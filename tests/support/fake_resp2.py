@@ -1,9 +1,10 @@
-"""A scripted RESP2 server that answers like Redis 5.0.14, for handshake tests.
+"""A scripted RESP2 server that answers like Redis 5.0.10, for handshake tests.
 
 Redis 5 has no `HELLO`, no `CLIENT SETINFO`, no `CLIENT NO-EVICT` and takes at most one INFO
 section. This fake plays that server on 127.0.0.1 (a free port) with the standard library only,
-serves the INFO and CLIENT LIST text of `tests/data/redis-5.0/`, and records every command each
-connection sent, so that a test can assert on the exact handshake and poll pipeline.
+serves the INFO and CLIENT LIST text of `tests/data/redis-5.0/` (captured from a real 5.0.10),
+and records every command each connection sent, so that a test can assert on the exact
+handshake and poll pipeline. Its error replies are the ones real 5.0.10 gives.
 
     with FakeRedis5(password="s3cret") as fake:
         ... point the exporter at fake.url ...
@@ -43,7 +44,7 @@ Reply: TypeAlias = "SimpleString | Error | int | bytes | list[Reply] | None"
 
 OK = SimpleString("OK")
 DB_COUNT = 16  # Redis' default `databases`
-CONFIG = {  # CONFIG GET answers of a default 5.0.14 server
+CONFIG = {  # CONFIG GET answers of a default 5.0.10 server
     "maxclients": "10000",
     "timeout": "0",
     "client-output-buffer-limit":
@@ -112,12 +113,14 @@ class ConnectionRecord:
     authenticated: bool = False
     closed: bool = False
 
-    def client_list_line(self, now: float) -> str:
-        """This connection as a Redis 5.0 CLIENT LIST line."""
+    def client_list_line(self, now: float, listing: bool) -> str:
+        """This connection as a Redis 5.0.10 CLIENT LIST line; `listing`: it is the one that
+        sent this CLIENT LIST (5.0.10 shows that command in its query buffer)."""
         last = self.commands[-1][0].lower() if self.commands else "NULL"
+        qbuf = "qbuf=26 qbuf-free=32742" if listing else "qbuf=0 qbuf-free=0"
         return (f"id={self.id} addr={self.addr} fd={self.fd} name={self.name} "
                 f"age={int(now - self.accepted)} idle={int(now - self.last_command_at)} "
-                f"flags=N db={self.db} sub=0 psub=0 multi=-1 qbuf=0 qbuf-free=32768 "
+                f"flags=N db={self.db} sub=0 psub=0 multi=-1 {qbuf} "
                 f"obl=0 oll=0 omem=0 events=r cmd={last}\n")
 
 
@@ -167,9 +170,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 
 class FakeRedis5:
-    """A threaded RESP2 server answering like Redis 5.0.14; see the module docstring."""
+    """A threaded RESP2 server answering like Redis 5.0.10; see the module docstring."""
 
-    VERSION = "5.0.14"
+    VERSION = "5.0.10"  # the redis_version of the INFO it serves
 
     def __init__(self, password: str | None = None, reply_delay: float = 0.0,
                  close_on: frozenset[str] = frozenset(), close_after: int = 0) -> None:
@@ -293,7 +296,8 @@ class FakeRedis5:
         if name == "select":
             return self._select(record, args[1:])
         # HELLO is new in 6.0: Redis 5 has never heard of it.
-        return Error(f"ERR unknown command '{args[0]}'")
+        beginning = "".join(f"`{arg}`, " for arg in args[1:])
+        return Error(f"ERR unknown command `{args[0]}`, with args beginning with: {beginning}")
 
     def _auth(self, record: ConnectionRecord, args: Command) -> Reply:
         if len(args) != 1:  # AUTH <user> <password> is 6.0+
@@ -317,17 +321,18 @@ class FakeRedis5:
         if sub == "getname" and len(args) == 1:
             return record.name.encode() if record.name else None
         if sub == "list" and len(args) == 1:
-            return self._client_list()
+            return self._client_list(record)
         if not args:
             return Error("ERR wrong number of arguments for 'client' command")
         # NO-EVICT (7.0), SETINFO (7.2) and anything else: 5.0's generic subcommand error.
         return Error(f"ERR Unknown subcommand or wrong number of arguments for '{args[0]}'. "
                      "Try CLIENT HELP")
 
-    def _client_list(self) -> bytes:
+    def _client_list(self, listing: ConnectionRecord) -> bytes:
         now = time.monotonic()
         with self._lock:
-            own = [rec.client_list_line(now) for rec in self._records if not rec.closed]
+            own = [rec.client_list_line(now, rec is listing) for rec in self._records
+                   if not rec.closed]
             text = self.client_list_text + "".join(own)
             self._served_lines.append(text.count("\n"))
         return text.encode()
@@ -347,7 +352,7 @@ class FakeRedis5:
         if len(args) != 2 or args[0].lower() != "get":
             sub = args[0] if args else ""
             return Error(f"ERR Unknown subcommand or wrong number of arguments for '{sub}'. "
-                         "Try CONFIG HELP")
+                         "Try CONFIG HELP.")
         key = args[1].lower()
         return [key.encode(), CONFIG[key].encode()] if key in CONFIG else []
 

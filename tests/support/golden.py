@@ -1,9 +1,16 @@
 """Golden exposition support: render fixture replies the way /metrics does, and read them back.
 
-Rendering follows the poll path (exporter/poller.py): INFO -> `parse_info`, CLIENT LIST ->
-`aggregate_client_list`, both into a `RedisView`; `render_redis` + `render_self` per target,
-merged into one `Snapshot`; `assemble` joins the snapshots family by family. The clock and the
-exporter's own state are fixed, so the text is byte-for-byte reproducible.
+Rendering runs the poll path itself: the fixture replies of INFO and CLIENT LIST, laid out as
+one round trip of the poll's own steps (`pipeline/steps.py`), go through the poller's digest
+(`pipeline/digest.py`: `PollDigest.take` step by step, then `view()`); `render_redis` +
+`render_self` per target, merged into one `Snapshot`; `assemble` joins the snapshots family by
+family. The clock and the exporter's own state are fixed, so the text is byte-for-byte
+reproducible.
+
+`FIXTURES` says which server each version directory comes from, and `CLIENT_LIST_SINCE` /
+`INFO_SINCE` which of the fields the tests depend on that server has (the field tables of
+shared/reference, as the real captures confirm), so that version-specific expectations follow
+the servers, not 7.0.
 
 `reference_clients` is a deliberately naive CLIENT LIST reader (split on spaces, then on the
 first `=`), independent of `exporter.pipeline.clientlist`, for computing expectations in tests.
@@ -25,9 +32,75 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.join(TESTS_DIR, "data")
 GOLDEN_DIR = os.path.join(TESTS_DIR, "golden")
 
-VERSIONS = ("redis-5.0", "redis-6.0", "redis-6.2", "redis-7.0", "redis-7.4", "redis-8.2",
-            "valkey-8.0")
 EDGE_INFO = "redis-7.0/info.txt"  # edge CLIENT LIST files are rendered with the captured INFO
+
+# (first Redis version, first Valkey version) with a field; None: never. Valkey forked from
+# Redis 7.2.4, so "(7, 2)" on the Valkey side means every Valkey release.
+Since = tuple[tuple[int, ...] | None, tuple[int, ...] | None]
+
+
+@dataclass(frozen=True)
+class FixtureServer:
+    """The server a version directory of tests/data holds replies of (tests/data/README.md)."""
+
+    directory: str
+    server: str  # redis or valkey: INFO server_name, absent (redis) before Valkey
+    version: str  # the product's own version: redis_version, or valkey_version on Valkey
+    captured: bool  # False: synthesized by make_synthesized.py from the 7.0 capture
+
+    def has(self, since: Since) -> bool:
+        """Whether this server has a field that came with `since` (see the tables below)."""
+        first = since[0] if self.server == "redis" else since[1]
+        return first is not None and tuple(map(int, self.version.split("."))) >= first
+
+
+# CLIENT LIST fields the tests depend on: mission-anchors.md c.1, corrected by the captures
+# (real 6.0.9 already prints argv-mem and tot-mem, which c.1 dates to 6.2.0).
+CLIENT_LIST_SINCE: dict[str, Since] = {
+    "user": ((6, 0), (7, 2)),
+    "tot-mem": ((6, 0), (7, 2)),
+    "laddr": ((6, 2), (7, 2)),
+    "resp": ((7, 0), (7, 2)),
+    "lib-name": ((7, 2), (7, 2)),
+    "watch": ((7, 4), (8, 0)),
+    "io-thread": ((8, 0), None),
+    "tot-net-in": ((8, 2), (8, 0)),  # Redis: after 8.0 (real 8.0.2 lacks it), not verified
+    "capa": (None, (8, 1)),
+}
+
+# INFO fields the exporter reads that not every server has: mission-anchors.md c.2/c.3 and the
+# matrix of real-servers.md section 2, which the captures agree with. Fields missing here
+# (connected_clients, blocked_clients, connected_slaves, client_recent_max_*_buffer,
+# mem_clients_normal, total_connections_received, rejected_connections) are on every server.
+INFO_SINCE: dict[str, Since] = {
+    "tracking_clients": ((6, 0), (7, 2)),
+    "clients_in_timeout_table": ((6, 0), (7, 2)),
+    "cluster_connections": ((6, 2), (7, 2)),
+    "maxclients": ((6, 2), (7, 2)),
+    "evicted_clients": ((7, 0), (7, 2)),
+    "pubsub_clients": ((7, 4), (8, 0)),
+    "watching_clients": ((7, 4), (8, 0)),
+    "client_query_buffer_limit_disconnections": ((7, 4), (8, 0)),
+    "client_output_buffer_limit_disconnections": ((7, 4), (8, 0)),
+    "redis_mode": ((0,), None),  # Valkey 8 says server_mode
+    "server_mode": (None, (7, 2)),
+    "server_name": (None, (7, 2)),
+    "valkey_version": (None, (7, 2)),
+    "paused_reason": (None, (8, 1)),
+}
+
+FIXTURES: dict[str, FixtureServer] = {fixture.directory: fixture for fixture in (
+    FixtureServer("redis-5.0", "redis", "5.0.10", captured=True),
+    FixtureServer("redis-6.0", "redis", "6.0.9", captured=True),
+    FixtureServer("redis-6.2", "redis", "6.2.14", captured=True),
+    FixtureServer("redis-7.0", "redis", "7.0.15", captured=True),
+    FixtureServer("redis-7.4", "redis", "7.4.1", captured=True),
+    FixtureServer("redis-8.0", "redis", "8.0.2", captured=True),
+    FixtureServer("redis-8.2", "redis", "8.2.1", captured=False),
+    FixtureServer("valkey-8.0", "valkey", "8.0.1", captured=True),
+    FixtureServer("valkey-8.1", "valkey", "8.1.1", captured=True),
+)}
+VERSIONS = tuple(FIXTURES)
 
 NOW = 1_764_028_800.0  # the fixed wall clock: start_time = NOW - uptime_in_seconds
 
@@ -151,6 +224,16 @@ class ReferenceClient:
     def number(self, key: str) -> int | None:
         value = self.fields.get(key)
         return int(value) if value is not None and value.isdigit() else None
+
+
+def reference_info(raw: bytes) -> dict[str, str]:
+    """`field:value` lines of an INFO reply, read naively (not `exporter.pipeline.info`)."""
+    fields = {}
+    for line in raw.decode("utf-8").split("\r\n"):
+        if line and not line.startswith("#"):
+            key, _, rest = line.partition(":")
+            fields[key] = rest
+    return fields
 
 
 def reference_clients(raw: bytes) -> list[ReferenceClient]:
