@@ -383,3 +383,25 @@ def test_a_client_named_like_the_overflow_tuple_is_not_lost() -> None:
     lines += [client_line("a", cid=10), client_line("b", cid=11)]
     result = aggregate(reply(lines), ClientListConfig(group_by=("name",), max_groups=1))
     assert sum(column(result.groups, "connections").values()) == 7 == result.clients
+
+
+def lib_line(cid: int, lib: str) -> str:
+    """A Redis 7.4 line whose client set its library with CLIENT SETINFO."""
+    return (f"id={cid} addr=127.0.0.1:{40000 + cid} laddr=127.0.0.1:6379 fd={cid + 8} "
+            f"name=app age=2 idle=2 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 watch=0 qbuf=0 "
+            "qbuf-free=0 argv-mem=0 multi-mem=0 rbs=1024 rbp=0 obl=0 oll=0 omem=0 "
+            f"tot-mem=1928 events=r cmd=ping user=default redir=-1 resp=3 lib-name={lib} "
+            "lib-ver=8.1.0")
+
+
+def test_library_names_drop_what_wrappers_add_by_default() -> None:
+    """The lib-name values real libraries send (shared/reference/real-servers.md section 4)."""
+    libs = ["redis-py", "redis-py(django-redis_v5.4.0)",
+            "redis-py(django-redis_v6.0.0;celery_v5.4)", "ioredis", "ioredis(bull)",
+            "node-redis(nest)", "", "jedis(redis-om-spring_v1.0.0)"]
+    raw = reply([lib_line(index, lib) for index, lib in enumerate(libs, start=1)])
+    config = ClientListConfig(group_by=("lib_name",))
+    assert column(aggregate(raw, config).groups, "connections") == {
+        ("redis-py",): 3, ("ioredis",): 2, ("node-redis",): 1, ("",): 1, ("jedis",): 1}
+    kept = ClientListConfig(group_by=("lib_name",), lib_name_rewrite=())
+    assert len(column(aggregate(raw, kept).groups, "connections")) == len(libs)

@@ -40,6 +40,9 @@ def test_example_is_valid_and_its_values_are_the_defaults() -> None:
     assert config.client_list.buckets == defaults.buckets
     assert [(rule.match.pattern, rule.replace) for rule in config.client_list.name_rewrite] == [
         (rule.match.pattern, rule.replace) for rule in defaults.name_rewrite]
+    assert [(rule.match.pattern, rule.replace)
+            for rule in config.client_list.lib_name_rewrite] == [
+        (rule.match.pattern, rule.replace) for rule in defaults.lib_name_rewrite]
     target = config.targets[0]
     assert target.tls == TLSConfig()
     assert target.commands == CommandNames()

@@ -25,7 +25,9 @@ import re
 
 import pytest
 
+from exporter.config.model import DEFAULT_NAME_REWRITE
 from exporter.expose import families as metrics
+from exporter.pipeline.grouping import rewrite_name
 from tests.support.exposition import check_families, promtool_problems
 from tests.support.golden import (
     CASES_BY_NAME,
@@ -290,3 +292,48 @@ def test_instance_info_tells_the_valkey_releases_apart() -> None:
     labels = [values(golden(version), "redis_instance_info")[0][0] for version in VALKEY]
     assert len({label["redis_version"] for label in labels}) == 1
     assert len({label["server_version"] for label in labels}) == len(VALKEY) == 2
+
+
+# group family -> the CLIENT LIST column it sums
+GROUP_SUMS = {"redis_client_group_memory_bytes": "tot-mem",
+              "redis_client_group_output_buffer_bytes": "omem",
+              "redis_client_group_query_buffer_bytes": "qbuf"}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_group_sums_in_the_golden_match_the_fixture_lines(version: str) -> None:
+    """Each per-group sum is the sum of its column over the group's own CLIENT LIST lines,
+    read by the naive reader and grouped with the default name rewrite; a column the server
+    does not report gives no family."""
+    text = golden(version)
+    clients = reference_clients(read_data(f"{version}/client_list.txt"))
+    for family, column in GROUP_SUMS.items():
+        if not all(column in client.fields for client in clients):
+            assert not present(text, family), family
+            continue
+        expected: dict[tuple[str, str], int] = {}
+        for client in clients:
+            flags = client.fields.get("flags", "")
+            kind = next((name for flag, name in (("M", "master"), ("O", "monitor"),
+                                                 ("S", "replica"), ("P", "pubsub"))
+                         if flag in flags), "normal")
+            labels = (rewrite_name(client.fields.get("name", ""), DEFAULT_NAME_REWRITE), kind)
+            expected[labels] = expected.get(labels, 0) + (client.number(column) or 0)
+        got = {(labels["name"], labels["client_type"]): val
+               for labels, val in values(text, family, target="cache")}
+        assert got == expected, family
+        assert sum(got.values()) > 0 or column != "tot-mem", family
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_io_thread_families_follow_info_threads(version: str) -> None:
+    """Redis 8.0 answers the `threads` section the exporter asks for; the others have none."""
+    text = golden(version)
+    info = reference_info(read_data(f"{version}/info.txt"))
+    threads = {key.removeprefix("io_thread_"): dict(item.split("=") for item in val.split(","))
+               for key, val in info.items() if key.startswith("io_thread_")}
+    assert bool(threads) == (version == "redis-8.0")
+    for field in ("clients", "reads", "writes"):
+        family = f"redis_io_thread_{field}" + ("" if field == "clients" else "_total")
+        got = {labels["thread"]: val for labels, val in values(text, family, target="cache")}
+        assert got == {thread: float(counts[field]) for thread, counts in threads.items()}

@@ -116,6 +116,9 @@ def test_groups_match_the_clients_that_are_open(
 
 # INFO field -> the family the exporter names it (the Go peer's names).
 INFO_FAMILIES = {
+    "total_commands_processed": "redis_commands_processed_total",
+    "total_net_input_bytes": "redis_net_input_bytes_total",
+    "total_net_output_bytes": "redis_net_output_bytes_total",
     "tracking_clients": "redis_tracking_clients",
     "clients_in_timeout_table": "redis_clients_in_timeout_table",
     "cluster_connections": "redis_cluster_connections",
@@ -156,6 +159,9 @@ def test_what_the_server_does_not_report_is_absent_and_the_rest_is_exact(
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
     for field, family in INFO_FAMILIES.items():
         assert (value(text, family, target="cache") is not None) == (field in fields), family
+    threads = values(text, "redis_io_thread_clients", target="cache")  # INFO threads: 8.0+
+    assert [labels["thread"] for labels, _ in threads] == (
+        ["0"] if "io_thread_0" in fields else [])
     (labels, _), = values(text, "redis_instance_info", target="cache")
     assert (labels["server_name"], labels["server_version"]) == (
         server_build.family, server_build.version_text)
@@ -197,3 +203,82 @@ def test_cap_keeps_fifty_groups_and_loses_no_client(
     assert value(text, "redis_connected_clients", target="cache") == 201
 
 
+
+
+def test_group_sums_match_the_servers_own_lines(
+        server_build: ServerBuild, redis_factory: Callable[..., RedisServer],
+        clients: list[RawClient], exporter_factory: Callable[..., Exporter]) -> None:
+    """Subscribers that stop reading while a publisher fills their output buffers, and a
+    client holding half a large command in its query buffer: each per-group sum equals the
+    sum over CLIENT LIST's own lines of that group (the buffers stay put while both read)."""
+    server = redis_factory(server=server_build)
+    port = server.port
+    subscribers = open_named(port, ["slow-sub", "slow-sub", "slow-sub"])
+    for subscriber in subscribers:
+        subscriber.send("SUBSCRIBE", "firehose")
+    clients += subscribers
+    half = RawClient(port)
+    assert half.call("CLIENT", "SETNAME", "half-command") == b"+OK"
+    half.sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$200000\r\n" + b"x" * 60_000)
+    clients.append(half)
+    publisher = RawClient(port)
+    clients.append(publisher)
+
+    def output_buffers() -> list[int]:
+        text = publisher.call("CLIENT", "LIST").decode()
+        return [int(line.split(" omem=")[1].split(" ")[0]) for line in text.splitlines()
+                if "name=slow-sub " in line]
+
+    # Publish until each subscriber's output buffer holds over 1 MB (the kernel's socket
+    # buffers take the first MBs), below the pubsub class's 8 MB soft limit.
+    for _ in range(100):
+        for _ in range(10):
+            assert publisher.call("PUBLISH", "firehose", "y" * 50_000) == b":3"
+        if min(output_buffers()) > 1_000_000:
+            break
+    assert min(output_buffers()) > 1_000_000
+    exporter = exporter_factory({
+        "poll": FAST, "defaults": NO_PROBE,
+        "targets": [{"name": "cache", "url": server.url}],
+    })
+    url = metrics_url(exporter)
+
+    def listed() -> str | None:
+        body = fetch(url)
+        return body if value(body, "redis_client_connections", target="cache",
+                             name="slow-sub", client_type="pubsub") == 3 else None
+
+    wait_for(listed, message="the slow subscribers listed")
+    sums = {"memory_bytes": "tot-mem", "output_buffer_bytes": "omem",
+            "query_buffer_bytes": "qbuf"}
+    mismatches: list[object] = []
+
+    def agree() -> str | None:
+        """The exporter's sums against a CLIENT LIST read right after its poll (a poll and
+        that read may straddle a change of tot-mem: then the next poll is compared)."""
+        body = fetch(url)
+        lines = [dict(word.split("=", 1) for word in line.split(" ") if "=" in word)
+                 for line in publisher.call("CLIENT", "LIST").decode().splitlines() if line]
+        mismatches.clear()
+        for name, client_type in (("slow-sub", "pubsub"), ("half-command", "normal")):
+            mine = [line for line in lines if line.get("name") == name]
+            for measure, column in sums.items():
+                family = f"redis_client_group_{measure}"
+                got = value(body, family, target="cache", name=name, client_type=client_type)
+                want = (sum(int(line[column]) for line in mine) if column in mine[0]
+                        else None)  # tot-mem: 6.0+
+                if got != want:
+                    mismatches.append((name, family, got, want))
+        return body if not mismatches else None
+
+    try:
+        text = str(wait_for(agree, timeout=10, message="the group sums to agree"))
+    except AssertionError as error:
+        raise AssertionError(f"{error}: (name, family, exported, CLIENT LIST) "
+                             f"{mismatches}") from None
+    buffered = value(text, "redis_client_group_output_buffer_bytes", target="cache",
+                     name="slow-sub", client_type="pubsub")
+    assert buffered is not None and buffered > 3 * 1_000_000
+    pending = value(text, "redis_client_group_query_buffer_bytes", target="cache",
+                    name="half-command", client_type="normal")
+    assert pending is not None and pending >= 60_000

@@ -103,7 +103,8 @@ def _read_poll(node: object, problems: Problems) -> PollConfig:
 
 
 def _read_client_list(node: object, problems: Problems) -> ClientListConfig:
-    keys = ("group_by", "max_groups", "name_rewrite", "idle_threshold", "backoff", "buckets")
+    keys = ("group_by", "max_groups", "name_rewrite", "lib_name_rewrite", "idle_threshold",
+            "backoff", "buckets")
     section = check_mapping(node, "client_list", keys, problems)
     base = ClientListConfig()
     group_by = _read_group_by(section.get("group_by", list(base.group_by)), problems)
@@ -111,11 +112,16 @@ def _read_client_list(node: object, problems: Problems) -> ClientListConfig:
                           minimum=1)
     rewrite = base.name_rewrite
     if "name_rewrite" in section:
-        rewrite = _read_rewrite(section["name_rewrite"], problems)
+        rewrite = _read_rewrite(section["name_rewrite"], "client_list.name_rewrite", problems)
+    lib_rewrite = base.lib_name_rewrite
+    if "lib_name_rewrite" in section:
+        lib_rewrite = _read_rewrite(section["lib_name_rewrite"], "client_list.lib_name_rewrite",
+                                    problems)
     idle = read_duration(section, "client_list", "idle_threshold", base.idle_threshold, problems)
     backoff = _read_backoff(section.get("backoff"), problems)
     buckets = _read_buckets(section.get("buckets"), problems)
-    return ClientListConfig(tuple(group_by), max_groups, rewrite, idle, backoff, buckets)
+    return ClientListConfig(tuple(group_by), max_groups, rewrite, lib_rewrite, idle, backoff,
+                            buckets)
 
 
 def _read_group_by(node: object, problems: Problems) -> list[str]:
@@ -135,8 +141,7 @@ def _read_group_by(node: object, problems: Problems) -> list[str]:
     return fields
 
 
-def _read_rewrite(node: object, problems: Problems) -> tuple[RewriteRule, ...]:
-    path = "client_list.name_rewrite"
+def _read_rewrite(node: object, path: str, problems: Problems) -> tuple[RewriteRule, ...]:
     if node is None:
         return ()
     if not isinstance(node, list):

@@ -17,6 +17,7 @@ GROUP_BY_FIELDS = (
     "cmd",
     "addr_host",
     "resp",
+    "io_thread",
 )
 DEFAULT_PORT = 6379
 
@@ -120,11 +121,17 @@ DEFAULT_NAME_REWRITE = (
 )
 
 
+# `redis-py(django-redis_v6.0.0;celery_v5.4)` -> `redis-py`: since 7.2, libraries name their
+# upstream wrappers and versions inside lib-name (redis-py DriverInfo, jedis, node-redis tags).
+DEFAULT_LIB_NAME_REWRITE = (RewriteRule(re.compile(r"([^(]+?)\s*\(.*\)"), r"\1"),)
+
+
 @dataclass(frozen=True)
 class ClientListConfig:
     group_by: tuple[str, ...] = ("name", "client_type")
     max_groups: int = 50
     name_rewrite: tuple[RewriteRule, ...] = DEFAULT_NAME_REWRITE
+    lib_name_rewrite: tuple[RewriteRule, ...] = DEFAULT_LIB_NAME_REWRITE
     idle_threshold: float = 60.0
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     buckets: Buckets = field(default_factory=Buckets)

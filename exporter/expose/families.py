@@ -148,6 +148,15 @@ INFO_FIELDS = (
         "redis_mem_clients_normal", "Bytes used by normal clients' buffers. " + _LAST_POLL)),
     InfoField("total_connections_received", _counter(
         "redis_connections_received_total", "Connections accepted by Redis. " + _LAST_POLL)),
+    InfoField("total_commands_processed", _counter(
+        "redis_commands_processed_total", "Commands Redis processed (INFO "
+        "total_commands_processed): what redis_client_commands_total adds up to. " + _LAST_POLL)),
+    InfoField("total_net_input_bytes", _counter(
+        "redis_net_input_bytes_total", "Bytes Redis read from the network, replication "
+        "included (INFO total_net_input_bytes). " + _LAST_POLL)),
+    InfoField("total_net_output_bytes", _counter(
+        "redis_net_output_bytes_total", "Bytes Redis wrote to the network, replication "
+        "included (INFO total_net_output_bytes). " + _LAST_POLL)),
     InfoField("rejected_connections", _counter(
         "redis_rejected_connections_total", "Connections rejected because of maxclients. "
         + _LAST_POLL)),
@@ -161,6 +170,16 @@ INFO_FIELDS = (
         "redis_client_output_buffer_limit_disconnections_total", "Clients disconnected for "
         "exceeding an output buffer limit (Redis 7.4+, Valkey 8+). " + _LAST_POLL)),
 )
+_THREADS = " (INFO threads, Redis 8.0+; thread 0 is the main thread). "
+IO_THREAD_CLIENTS = _gauge("redis_io_thread_clients", "Clients each I/O thread serves"
+                           + _THREADS + _LAST_POLL, "thread")
+IO_THREAD_READS = _counter("redis_io_thread_reads_total", "Read events of each I/O thread (not "
+                           "bytes)" + _THREADS + _LAST_POLL, "thread")
+IO_THREAD_WRITES = _counter("redis_io_thread_writes_total", "Write events of each I/O thread "
+                            "(not bytes)" + _THREADS + _LAST_POLL, "thread")
+# INFO threads field of io_thread_<n> -> its family
+IO_THREAD_FAMILIES = {"clients": IO_THREAD_CLIENTS, "reads": IO_THREAD_READS,
+                      "writes": IO_THREAD_WRITES}
 MAX_CLIENTS = _gauge("redis_max_clients", "The connection limit used for saturation: the "
                      "target's max_clients setting, else INFO maxclients, else CONFIG GET "
                      "maxclients. " + _LAST_POLL)
@@ -178,10 +197,22 @@ IDLE_CONNECTIONS = _gauge("redis_client_idle_connections", "Connections per grou
                           "than client_list.idle_threshold, not counting blocked, pubsub, "
                           "replica, master or monitor clients. " + _LAST_LIST,
                           GROUP_BY)
+GROUP_MEMORY = _gauge("redis_client_group_memory_bytes", "Total memory of the group's clients "
+                      "(sum of tot-mem, Redis 6.0+): who eats client memory. " + _LAST_LIST,
+                      GROUP_BY)
+GROUP_OUTPUT_BUFFER = _gauge("redis_client_group_output_buffer_bytes", "Output buffer memory of "
+                             "the group's clients (sum of omem): replies they read too slowly. "
+                             + _LAST_LIST, GROUP_BY)
+GROUP_QUERY_BUFFER = _gauge("redis_client_group_query_buffer_bytes", "Query buffer of the "
+                            "group's clients (sum of qbuf): commands sent but not yet parsed. "
+                            + _LAST_LIST, GROUP_BY)
 # One family per field of the group record (pipeline/groups.py: GroupMeasures), same tuples.
 GROUP_FAMILIES = {
     "connections": CONNECTIONS,
     "idle": IDLE_CONNECTIONS,
+    "memory_bytes": GROUP_MEMORY,
+    "output_buffer_bytes": GROUP_OUTPUT_BUFFER,
+    "query_buffer_bytes": GROUP_QUERY_BUFFER,
 }
 HISTOGRAMS = {
     "idle_seconds": Family("redis_client_idle_seconds", "histogram",
@@ -230,6 +261,7 @@ TARGET_FAMILIES: tuple[Family, ...] = (
     INSTANCE_INFO,
     START_TIME,
     *(item.family for item in INFO_FIELDS),
+    *IO_THREAD_FAMILIES.values(),
     MAX_CLIENTS,
     SATURATION,
     HEADROOM,

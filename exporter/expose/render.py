@@ -14,7 +14,7 @@ from exporter.expose.families import PoolState
 from exporter.pipeline.columns import Histogram
 from exporter.pipeline.digest import RedisView
 from exporter.pipeline.groups import GroupMeasures, Groups
-from exporter.pipeline.info import connections_in_use, info_number
+from exporter.pipeline.info import connections_in_use, info_number, io_threads
 
 Labels = Sequence[tuple[str, str]]
 
@@ -80,6 +80,7 @@ def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
         value = info_number(info, item.field)
         if value is not None:
             out[item.family.name] = sample(item.family.name, base, value)
+    out.update(_io_threads(base, info))
     out.update(_saturation(base, info, view.max_clients))
     if view.groups is not None:
         out.update(_groups(base, view.group_by, view.groups, view.measured))
@@ -97,6 +98,15 @@ def _instance_labels(info: Mapping[str, str]) -> Labels:
     mode = info.get("redis_mode", info.get("server_mode", ""))
     return (("redis_version", info["redis_version"]), ("role", info.get("role", "")),
             ("redis_mode", mode), ("server_name", server), ("server_version", version))
+
+
+def _io_threads(base: Labels, info: Mapping[str, str]) -> dict[str, str]:
+    threads = io_threads(info)
+    out: dict[str, str] = {}
+    for field, family in metrics.IO_THREAD_FAMILIES.items():
+        _put(out, family.name, [sample(family.name, (*base, ("thread", number)), counts[field])
+                                for number, counts in threads if field in counts])
+    return out
 
 
 def _saturation(base: Labels, info: Mapping[str, str], max_clients: float | None

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from exporter.config.model import ClientListConfig
 from exporter.pipeline.clientlist import summarize_client_list
 from exporter.pipeline.columns import ClientListSpec, Histogram, RawReply
-from exporter.pipeline.grouping import GroupState, cap_groups, rewrite_groups
+from exporter.pipeline.grouping import GroupState, Rewrite, cap_groups, rewrite_groups
 from exporter.pipeline.groups import Groups
 
 
 @dataclass
 class AggregateState:
     group_state: GroupState = field(default_factory=GroupState)
-    rewrite_cache: dict[str, str] = field(default_factory=dict)
+    rewrite_caches: dict[str, dict[str, str]] = field(default_factory=dict)  # by label
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,11 @@ def aggregate_client_list(raw: RawReply, config: ClientListConfig, state: Aggreg
                           spec: ClientListSpec | None = None) -> ClientAggregate:
     summary = summarize_client_list(raw, spec or client_list_spec(config))
     group_by = config.group_by
-    name_index = group_by.index("name") if "name" in group_by else None
-    groups = rewrite_groups(summary.groups, name_index, config.name_rewrite,
-                            state.rewrite_cache)
+    rewrites = [Rewrite(group_by.index(label), rules, state.rewrite_caches.setdefault(label, {}))
+                for label, rules in (("name", config.name_rewrite),
+                                     ("lib_name", config.lib_name_rewrite))
+                if label in group_by and rules]
+    groups = rewrite_groups(summary.groups, rewrites)
     capped, state.group_state = cap_groups(groups, state.group_state, config.max_groups,
                                            len(group_by))
     return ClientAggregate(capped, summary.measured, summary.histograms, summary.clients,

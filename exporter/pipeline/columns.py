@@ -22,6 +22,7 @@ GROUP_SOURCES = {
     "cmd": b"cmd",
     "addr_host": b"addr",
     "resp": b"resp",
+    "io_thread": b"io-thread",
 }
 # histogram -> CLIENT LIST key (all non-negative integers).
 HISTOGRAM_SOURCES = {

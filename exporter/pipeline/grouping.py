@@ -23,23 +23,34 @@ def rewrite_name(name: str, rules: Sequence[RewriteRule]) -> str:
     return name
 
 
-def rewrite_groups(groups: Mapping[LabelTuple, GroupMeasures], name_index: int | None,
-                   rules: Sequence[RewriteRule], cache: dict[str, str]) -> Groups:
-    """Apply `name_rewrite` to the name label of every tuple, merging tuples that meet.
+@dataclass(frozen=True)
+class Rewrite:
+    """Rules for one label (name_rewrite, lib_name_rewrite) and the target's cache of their
+    results, which spans polls, so each distinct value is matched once."""
 
-    `cache` belongs to one target and spans polls, so each distinct name is matched once.
-    """
-    if name_index is None or not rules:
+    index: int  # the label's position in group_by
+    rules: Sequence[RewriteRule]
+    cache: dict[str, str]
+
+
+def rewrite_groups(groups: Mapping[LabelTuple, GroupMeasures],
+                   rewrites: Sequence[Rewrite]) -> Groups:
+    """Apply each label's rules to every tuple, merging the tuples that meet."""
+    if not rewrites:
         return dict(groups)
-    if len(cache) > _REWRITE_CACHE_LIMIT:
-        cache.clear()
+    for rewrite in rewrites:
+        if len(rewrite.cache) > _REWRITE_CACHE_LIMIT:
+            rewrite.cache.clear()
     merged: Groups = {}
     for labels, record in groups.items():
-        name = labels[name_index]
-        new_name = cache.get(name)
-        if new_name is None:
-            new_name = cache[name] = rewrite_name(name, rules)
-        merge_into(merged, (*labels[:name_index], new_name, *labels[name_index + 1:]), record)
+        new = list(labels)
+        for rewrite in rewrites:
+            value = labels[rewrite.index]
+            result = rewrite.cache.get(value)
+            if result is None:
+                result = rewrite.cache[value] = rewrite_name(value, rewrite.rules)
+            new[rewrite.index] = result
+        merge_into(merged, tuple(new), record)
     return merged
 
 

@@ -20,11 +20,18 @@ class GroupMeasures(NamedTuple):
 
     connections: int = 0  # client lines in the group
     idle: int = 0  # idle longer than idle_threshold, not counting flags b P S M O
+    memory_bytes: int = 0  # tot-mem (6.0+)
+    output_buffer_bytes: int = 0  # omem
+    query_buffer_bytes: int = 0  # qbuf
 
 
 # The fields that sum a CLIENT LIST column over the group's clients (non-negative integers),
 # in field order. A client whose value is missing or malformed adds nothing.
-SUMMED_COLUMNS: Mapping[str, bytes] = {}
+SUMMED_COLUMNS: Mapping[str, bytes] = {
+    "memory_bytes": b"tot-mem",
+    "output_buffer_bytes": b"omem",
+    "query_buffer_bytes": b"qbuf",
+}
 
 # Always measured; a summed field only when the server reports its column.
 COUNTED = ("connections", "idle")

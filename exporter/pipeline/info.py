@@ -29,6 +29,25 @@ def info_number(fields: Mapping[str, str], key: str) -> float | None:
         return None
 
 
+def io_threads(fields: Mapping[str, str]) -> list[tuple[str, dict[str, float]]]:
+    """INFO threads (Redis 8.0+): `io_thread_1:clients=54,reads=65,writes=64` ->
+    [("1", {"clients": 54.0, "reads": 65.0, "writes": 64.0})], by thread number."""
+    threads = []
+    for key, value in fields.items():
+        number = key.removeprefix("io_thread_")
+        if number == key or not number.isdigit():
+            continue
+        counts: dict[str, float] = {}
+        for item in value.split(","):
+            name, _, text = item.partition("=")
+            try:
+                counts[name] = float(text)
+            except ValueError:
+                continue
+        threads.append((number, counts))
+    return sorted(threads, key=lambda thread: int(thread[0]))
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
     """`7.0.15` -> (7, 0, 15); unparseable parts count as 0."""
     parts = []

@@ -16,7 +16,10 @@ Command = tuple[str | int | bytes, ...]
 Reply = Any
 
 # Redis 7.0+ takes several sections in one INFO; before, plain INFO (one section only).
-INFO_SECTIONS: Command = ("INFO", "server", "clients", "memory", "stats", "replication")
+# `threads` (Redis 8.0+, per I/O thread clients, reads and writes) is not in the default set;
+# 7.0+ and Valkey ignore a section they do not have.
+INFO_SECTIONS: Command = ("INFO", "server", "clients", "memory", "stats", "replication",
+                          "threads")
 CONFIG_KEYS = ("maxclients", "timeout", "client-output-buffer-limit")
 
 
