@@ -60,7 +60,8 @@ def client_lines(draw: st.DrawFn) -> str:
         keys = draw(st.permutations(keys))[:draw(st.integers(0, len(keys)))]
     # Fields of other servers: Redis 8.0 io-thread, Valkey 8.0 tot-net-*, Valkey 8.1 capa.
     keys += draw(st.lists(st.sampled_from(["zz", "io-thread", "ssub", "watch", "capa",
-                                           "tot-net-in", "tot-cmds"]), max_size=3))
+                                           "tot-net-in", "tot-net-out", "tot-cmds"]),
+                          max_size=4))
     keys = list(dict.fromkeys(keys))  # one value per key (Redis never repeats one)
     tokens = []
     for key in keys:

@@ -43,7 +43,7 @@ def test_a_round_is_read_step_by_step_into_the_target_memory() -> None:
             facts.obuf_hard_limit) == ((7, 0, 15), 777.0, 3.0, 65536.0)
     assert [(finding.capability, finding.refusal) for finding in result.findings] == [
         (Capability.CLIENT_NO_EVICT, None), (Capability.CONFIG, None),
-        (Capability.CLIENT_LIST, None)]
+        (Capability.CLIENT_LIST, None), (Capability.CLIENT_IDS_MONOTONIC, None)]
     view = result.view()
     assert sum(column(view.groups or {}, "connections").values()) == 17
     assert view.max_clients == 10000  # INFO's maxclients wins over CONFIG GET (6.2+)

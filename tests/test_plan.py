@@ -111,7 +111,7 @@ def test_a_new_connection_sends_no_evict_info_and_config_and_defers_client_list(
 def test_a_held_connection_sends_everything_in_one_round_trip_without_a_limit() -> None:
     plan, known = planner(), facts()
     assert names(plan, False, known, True) == (
-        (steps.INFO, steps.CONFIG, steps.CLIENT_LIST), False)
+        (steps.INFO, steps.CLIENT_LIST, steps.CONFIG), False)  # INFO and the list adjacent
     first = plan.first_round(False, 0.0, known, True, {})
     assert first.round.steps[0].commands == (steps.INFO_SECTIONS,)
     assert names(plan, False, known, False) == ((steps.INFO,), False)

@@ -57,10 +57,12 @@ class Capability:
     CLIENT_SETNAME = "client_setname"
     CLIENT_NO_EVICT = "client_no_evict"
     CLIENT_LIST_FITS = "client_list_fits_output_buffer"
+    CLIENT_IDS_MONOTONIC = "client_ids_monotonic"  # churn and traffic need increasing ids
 
 
 CAPABILITIES = (Capability.CLIENT_LIST, Capability.CONFIG, Capability.CLIENT_SETNAME,
-                Capability.CLIENT_NO_EVICT, Capability.CLIENT_LIST_FITS)
+                Capability.CLIENT_NO_EVICT, Capability.CLIENT_LIST_FITS,
+                Capability.CLIENT_IDS_MONOTONIC)
 
 
 class PoolState:
@@ -206,6 +208,21 @@ GROUP_OUTPUT_BUFFER = _gauge("redis_client_group_output_buffer_bytes", "Output b
 GROUP_QUERY_BUFFER = _gauge("redis_client_group_query_buffer_bytes", "Query buffer of the "
                             "group's clients (sum of qbuf): commands sent but not yet parsed. "
                             + _LAST_LIST, GROUP_BY)
+_WINDOWS = (" Counted between consecutive CLIENT LISTs from client ids (tuples as "
+            "redis_client_connections; __unattributed__: connections opened and closed between "
+            "two lists, so that all series together move as redis_connections_received_total).")
+OPENED = _counter("redis_client_connections_opened_total", "Connections opened, by the group "
+                  "they were first seen in." + _WINDOWS, GROUP_BY)
+CLOSED = _counter("redis_client_connections_closed_total", "Connections closed, by the group "
+                  "they were last seen in." + _WINDOWS, GROUP_BY)
+_TRAFFIC = (" Per-client deltas between consecutive CLIENT LISTs (Valkey 8.0+, Redis 8.2+); "
+            "__unattributed__ holds the rest of the INFO total (clients gone in between).")
+NET_INPUT = _counter("redis_client_network_input_bytes_total", "Bytes read from the group's "
+                     "clients (tot-net-in)." + _TRAFFIC, GROUP_BY)
+NET_OUTPUT = _counter("redis_client_network_output_bytes_total", "Bytes written to the group's "
+                      "clients (tot-net-out)." + _TRAFFIC, GROUP_BY)
+COMMANDS = _counter("redis_client_commands_total", "Commands the group's clients ran "
+                    "(tot-cmds)." + _TRAFFIC, GROUP_BY)
 # One family per field of the group record (pipeline/groups.py: GroupMeasures), same tuples.
 GROUP_FAMILIES = {
     "connections": CONNECTIONS,
@@ -213,6 +230,11 @@ GROUP_FAMILIES = {
     "memory_bytes": GROUP_MEMORY,
     "output_buffer_bytes": GROUP_OUTPUT_BUFFER,
     "query_buffer_bytes": GROUP_QUERY_BUFFER,
+    "connections_opened": OPENED,
+    "connections_closed": CLOSED,
+    "network_input_bytes": NET_INPUT,
+    "network_output_bytes": NET_OUTPUT,
+    "commands": COMMANDS,
 }
 HISTOGRAMS = {
     "idle_seconds": Family("redis_client_idle_seconds", "histogram",

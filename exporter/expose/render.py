@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from exporter.expose import families as metrics
 from exporter.expose.families import PoolState
@@ -24,6 +25,8 @@ def escape_label(value: str) -> str:
 
 
 def format_value(value: float) -> str:
+    if type(value) is int and abs(value) < 10**15:  # counts and sums: most values
+        return str(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -38,11 +41,20 @@ def format_bound(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(float(bound))
 
 
+def label_set(labels: Labels) -> str:
+    """`{key="value",...}`, values escaped; "" for no labels."""
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{key}="{escape_label(val)}"' for key, val in labels) + "}"
+
+
 def sample(name: str, labels: Labels, value: float) -> str:
-    if labels:
-        body = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels)
-        return f"{name}{{{body}}} {format_value(value)}\n"
-    return f"{name} {format_value(value)}\n"
+    return f"{name}{label_set(labels)} {format_value(value)}\n"
+
+
+@lru_cache(maxsize=8192)  # the same tuples come back every poll, in up to ten families
+def _group_label_set(target: str, group_by: tuple[str, ...], labels: tuple[str, ...]) -> str:
+    return label_set((("target", target), *zip(group_by, labels)))
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
     out.update(_io_threads(base, info))
     out.update(_saturation(base, info, view.max_clients))
     if view.groups is not None:
-        out.update(_groups(base, view.group_by, view.groups, view.measured))
+        out.update(_groups(target, view.group_by, view.groups, view.counters, view.measured))
     for key, histogram in view.histograms.items():
         family = metrics.HISTOGRAMS[key].name
         out[family] = render_histogram(family, base, histogram)
@@ -123,17 +135,22 @@ def _saturation(base: Labels, info: Mapping[str, str], max_clients: float | None
     return out
 
 
-def _groups(base: Labels, group_by: tuple[str, ...], groups: Groups,
+def _groups(target: str, group_by: tuple[str, ...], groups: Groups, counters: Groups,
             measured: tuple[str, ...]) -> dict[str, str]:
-    """One family per measured field of the group record, over the same label tuples."""
-    ordered = sorted(groups)
-    pairs = [(*base, *zip(group_by, labels)) for labels in ordered]
+    """One family per measured field of the group record: gauges over this poll's tuples,
+    counters (churn, traffic) over the tuples their sums belong to. Each tuple's label set
+    is rendered once, not once per family."""
+    ordered: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
     out = {}
     for measure in measured:
-        family = metrics.GROUP_FAMILIES[measure].name
+        family = metrics.GROUP_FAMILIES[measure]
+        source = counters if family.type == "counter" else groups
+        rows = ordered.setdefault(id(source), [
+            (_group_label_set(target, group_by, labels), labels) for labels in sorted(source)])
         index = GroupMeasures._fields.index(measure)
-        out[family] = "".join(sample(family, labels, groups[key][index])
-                              for labels, key in zip(pairs, ordered))
+        name = family.name
+        out[name] = "".join(f"{name}{text} {format_value(source[labels][index])}\n"
+                            for text, labels in rows)
     return out
 
 

@@ -16,6 +16,11 @@
  *   - numeric fields (histograms, sums) count only when the value is all ASCII digits.
  * When a numeric value is too long to be exact in a double (> 15 digits) or a sum would
  * overflow, scan() returns None and the caller uses the pure path, which has big integers.
+ *
+ * Tracking (churn and traffic between CLIENT LISTs): scan() can also return, per client with a
+ * valid id, its id, the index of its label tuple and three traffic counters, as arrays sorted
+ * by id (ties: reply order); diff() compares two such snapshots in one merge walk. The state
+ * kept between polls is those arrays: ~32 bytes per client, no Python object per client.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,6 +35,7 @@
 #define MAX_ORDER 64
 #define MAX_SUMS 8
 #define MAX_MEASURES (2 + MAX_SUMS) /* clients, idle past the threshold, sums */
+#define TRAFFIC 3                   /* tot-net-in, tot-net-out, tot-cmds */
 
 typedef struct {
     const char *name;
@@ -45,6 +51,7 @@ typedef struct {
     uint64_t hash;
     Py_ssize_t offset; /* into the arena; -1: empty slot */
     Py_ssize_t len;
+    Py_ssize_t index; /* creation order: the label tuple's index in the result */
     uint64_t measures[MAX_MEASURES];
 } Entry;
 
@@ -121,10 +128,10 @@ static int table_grow(Table *table) {
     return 0;
 }
 
-/* Add one client's measures (1, idle past the threshold, its summed values) under `key`.
- * 0: ok; -1: out of memory; 1: a sum overflowed (give up). */
+/* Add one client's measures (1, idle past the threshold, its summed values) under `key`;
+ * `*index` is the tuple's index. 0: ok; -1: out of memory; 1: a sum overflowed (give up). */
 static int table_add(Table *table, const char *key, Py_ssize_t len, const uint64_t *measures,
-                     Py_ssize_t nmeasures) {
+                     Py_ssize_t nmeasures, Py_ssize_t *index) {
     uint64_t hash = hash_bytes(key, len);
     Py_ssize_t mask = table->capacity - 1;
     Py_ssize_t at = (Py_ssize_t)(hash & (uint64_t)mask);
@@ -141,6 +148,7 @@ static int table_add(Table *table, const char *key, Py_ssize_t len, const uint64
                     return 1;
                 }
             }
+            *index = entry->index;
             return 0;
         }
         at = (at + 1) & mask;
@@ -159,6 +167,7 @@ static int table_add(Table *table, const char *key, Py_ssize_t len, const uint64
     entry->hash = hash;
     entry->offset = table->arena_len;
     entry->len = len;
+    entry->index = *index = table->used;
     memcpy(entry->measures, measures, sizeof(uint64_t) * nmeasures);
     table->arena_len += len;
     table->used++;
@@ -342,6 +351,14 @@ static int read_bounds(PyObject *seq, Hist *hists, Py_ssize_t count) {
     return 0;
 }
 
+/* One client of a tracked snapshot. */
+typedef struct {
+    int64_t id;
+    Py_ssize_t position; /* in the reply: ties of a (malformed) repeated id keep reply order */
+    int32_t combo;       /* index of its label tuple */
+    uint64_t traffic[TRAFFIC];
+} Tracked;
+
 /* One key the scanner reads: where its value goes. Keys are found through a 256-slot table
  * hashed on (length, first byte, last byte), so an unwanted key costs one probe. */
 typedef struct {
@@ -384,6 +401,10 @@ typedef struct {
     char *scratch; /* one line's label key */
     Py_ssize_t clients;
     Py_ssize_t malformed;
+    Py_ssize_t track[4]; /* numeric key of id, tot-net-in, tot-net-out, tot-cmds; -1: none */
+    Tracked *tracked;    /* NULL: not tracking */
+    Py_ssize_t ntracked, tracked_cap;
+    int tracked_sorted;  /* ids came in increasing order: no sort needed */
 } Scan;
 
 /* After read_keys: each summed column's index in the numeric keys, or -1. */
@@ -413,6 +434,45 @@ static int read_sums(PyObject *seq, Scan *scan) {
     }
     scan->nsums = n;
     Py_DECREF(items);
+    return 0;
+}
+
+/* After read_keys: None (no tracking) or the numeric-key indices of id and the traffic
+ * counters. Tracking starts with room for 1,024 clients and doubles. */
+static int read_track(PyObject *seq, Scan *scan) {
+    if (seq == Py_None) {
+        return 0;
+    }
+    PyObject *items = PySequence_Fast(seq, "track");
+    if (items == NULL) {
+        return -1;
+    }
+    if (PySequence_Fast_GET_SIZE(items) != 1 + TRAFFIC) {
+        Py_DECREF(items);
+        PyErr_SetString(PyExc_ValueError, "track: (id, net_in, net_out, cmds) indices");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i <= TRAFFIC; i++) {
+        Py_ssize_t index = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(items, i));
+        if ((index == -1 && PyErr_Occurred()) || index < -1 || index >= scan->nnumeric) {
+            Py_DECREF(items);
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "track: index out of range");
+            }
+            return -1;
+        }
+        scan->track[i] = index;
+    }
+    Py_DECREF(items);
+    if (scan->track[0] < 0) {
+        return 0;  /* no id column: nothing to track */
+    }
+    scan->tracked_cap = 1024;
+    scan->tracked = PyMem_RawMalloc(sizeof(Tracked) * scan->tracked_cap);
+    if (scan->tracked == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
 }
 
@@ -606,6 +666,41 @@ static void line_reset(const Scan *scan, Line *line) {
     line->nonblank = 0;
 }
 
+/* Append one client to the tracked snapshot. 0: ok; -1: out of memory. */
+static int track_client(Scan *scan, const Line *line, Py_ssize_t index) {
+    if (scan->ntracked == scan->tracked_cap) {
+        Py_ssize_t cap = scan->tracked_cap * 2;
+        Tracked *grown = PyMem_RawRealloc(scan->tracked, sizeof(Tracked) * cap);
+        if (grown == NULL) {
+            return -1;
+        }
+        scan->tracked = grown;
+        scan->tracked_cap = cap;
+    }
+    Tracked *client = &scan->tracked[scan->ntracked];
+    client->id = line->numbers[scan->track[0]];
+    client->position = scan->ntracked;
+    client->combo = (int32_t)index;
+    for (int i = 0; i < TRAFFIC; i++) {
+        Py_ssize_t key = scan->track[1 + i];
+        int64_t value = key >= 0 ? line->numbers[key] : -1;
+        client->traffic[i] = value > 0 ? (uint64_t)value : 0;
+    }
+    if (scan->ntracked > 0 && client->id <= scan->tracked[scan->ntracked - 1].id) {
+        scan->tracked_sorted = 0;
+    }
+    scan->ntracked++;
+    return 0;
+}
+
+static int by_id(const void *a, const void *b) {
+    const Tracked *x = a, *y = b;
+    if (x->id != y->id) {
+        return x->id < y->id ? -1 : 1;
+    }
+    return x->position < y->position ? -1 : (x->position > y->position);
+}
+
 /* Runs without the GIL. 0: ok; -1: out of memory; 1: give up (the pure path takes over). */
 static int line_done(Scan *scan, Line *line) {
     if (!line->client) {
@@ -645,8 +740,13 @@ static int line_done(Scan *scan, Line *line) {
         int64_t number = scan->sums[i] >= 0 ? line->numbers[scan->sums[i]] : -1;
         measures[2 + i] = number >= 0 ? (uint64_t)number : 0;
     }
-    return table_add(&scan->table, scan->scratch, out - scan->scratch, measures,
-                     2 + scan->nsums);
+    Py_ssize_t index;
+    int status = table_add(&scan->table, scan->scratch, out - scan->scratch, measures,
+                           2 + scan->nsums, &index);
+    if (status != 0 || scan->tracked == NULL || line->numbers[scan->track[0]] < 0) {
+        return status;
+    }
+    return track_client(scan, line, index);
 }
 
 static int take_value(Line *line, const Wanted *wanted, const unsigned char *value,
@@ -772,9 +872,42 @@ static PyObject *entry_measures(const Entry *entry, Py_ssize_t count) {
     return measures;
 }
 
+/* The tracked snapshot as arrays: (ids int64, combos int32, then per traffic counter uint64),
+ * each a bytes object in native byte order, sorted by id. */
+static PyObject *tracked_arrays(const Scan *scan) {
+    Py_ssize_t n = scan->ntracked;
+    PyObject *ids = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    PyObject *combos = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int32_t));
+    PyObject *traffic[TRAFFIC] = {NULL, NULL, NULL};
+    PyObject *result = NULL;
+    for (int k = 0; k < TRAFFIC; k++) {
+        traffic[k] = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(uint64_t));
+    }
+    if (ids != NULL && combos != NULL && traffic[0] != NULL && traffic[1] != NULL
+            && traffic[2] != NULL) {
+        int64_t *id_out = (int64_t *)PyBytes_AS_STRING(ids);
+        int32_t *combo_out = (int32_t *)PyBytes_AS_STRING(combos);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            id_out[i] = scan->tracked[i].id;
+            combo_out[i] = scan->tracked[i].combo;
+            for (int k = 0; k < TRAFFIC; k++) {
+                ((uint64_t *)PyBytes_AS_STRING(traffic[k]))[i] = scan->tracked[i].traffic[k];
+            }
+        }
+        result = PyTuple_Pack(5, ids, combos, traffic[0], traffic[1], traffic[2]);
+    }
+    Py_XDECREF(ids);
+    Py_XDECREF(combos);
+    for (int k = 0; k < TRAFFIC; k++) {
+        Py_XDECREF(traffic[k]);
+    }
+    return result;
+}
+
 static PyObject *scan_result(Scan *scan) {
-    PyObject *groups = PyDict_New();
+    PyObject *groups = PyList_New(scan->table.used);
     PyObject *hists = PyList_New(scan->nnumeric);
+    PyObject *tracked = NULL;
     if (groups == NULL || hists == NULL) {
         goto error;
     }
@@ -785,12 +918,13 @@ static PyObject *scan_result(Scan *scan) {
         }
         PyObject *labels = entry_labels(&scan->table, entry, scan->ngroup);
         PyObject *counts = labels ? entry_measures(entry, 2 + scan->nsums) : NULL;
-        int failed = counts == NULL || PyDict_SetItem(groups, labels, counts) < 0;
+        PyObject *pair = counts ? PyTuple_Pack(2, labels, counts) : NULL;
         Py_XDECREF(labels);
         Py_XDECREF(counts);
-        if (failed) {
+        if (pair == NULL) {
             goto error;
         }
+        PyList_SET_ITEM(groups, entry->index, pair);
     }
     for (Py_ssize_t i = 0; i < scan->nnumeric; i++) {
         Hist *hist = &scan->hists[i];
@@ -817,7 +951,11 @@ static PyObject *scan_result(Scan *scan) {
         }
         PyList_SET_ITEM(hists, i, item);
     }
-    return Py_BuildValue("(nnNN)", scan->clients, scan->malformed, groups, hists);
+    tracked = scan->tracked != NULL ? tracked_arrays(scan) : Py_NewRef(Py_None);
+    if (tracked == NULL) {
+        goto error;
+    }
+    return Py_BuildValue("(nnNNN)", scan->clients, scan->malformed, groups, hists, tracked);
 error:
     Py_XDECREF(groups);
     Py_XDECREF(hists);
@@ -825,23 +963,27 @@ error:
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(raw, order, group_keys, numeric_keys, bounds, idle_index, threshold, sums)\n"
-"-> (clients, malformed, {labels: (count, idle_over, *sums)},\n"
-"    [(counts, sum, observed) or None]) or None\n\n"
+"scan(raw, order, group_keys, numeric_keys, bounds, idle_index, threshold, sums, track)\n"
+"-> (clients, malformed, [(labels, (count, idle_over, *sums))],\n"
+"    [(counts, sum, observed) or None], tracked or None) or None\n\n"
 "labels holds one raw value (bytes, or None when absent) per group key; a None key is\n"
 "never read. bounds has a tuple per numeric key, or None for a key that is only summed;\n"
-"sums has, per summed column, its index in numeric_keys or -1 (never reported). None as\n"
+"sums has, per summed column, its index in numeric_keys or -1 (never reported). track is\n"
+"None or the numeric-key indices of (id, tot-net-in, tot-net-out, tot-cmds), -1 where absent\n"
+"(id -1: nothing tracked); tracked is then (ids, combos, net_in, net_out, cmds) as native\n"
+"int64/int32/uint64 arrays in bytes, sorted by id, combos indexing the label tuples. None as\n"
 "the result: hand the reply to the pure-Python path.");
 
 static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer raw;
-    PyObject *order_seq, *group_seq, *numeric_seq, *bounds_seq, *sums_seq;
+    PyObject *order_seq, *group_seq, *numeric_seq, *bounds_seq, *sums_seq, *track_seq;
     Key order[MAX_ORDER];
     Scan state;
     PyObject *result = NULL;
     int status = 0;
-    if (!PyArg_ParseTuple(args, "y*OOOOndO", &raw, &order_seq, &group_seq, &numeric_seq,
-                          &bounds_seq, &state.idle_index, &state.threshold, &sums_seq)) {
+    if (!PyArg_ParseTuple(args, "y*OOOOndOO", &raw, &order_seq, &group_seq, &numeric_seq,
+                          &bounds_seq, &state.idle_index, &state.threshold, &sums_seq,
+                          &track_seq)) {
         return NULL;
     }
     memset(state.hists, 0, sizeof(state.hists));
@@ -851,11 +993,15 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     state.clients = 0;
     state.malformed = 0;
     state.nsums = 0;
+    state.tracked = NULL;
+    state.ntracked = 0;
+    state.tracked_cap = 0;
+    state.tracked_sorted = 1;
     if (read_order(order_seq, order, &state.norder) < 0
             || read_keys(group_seq, state.group_keys, &state.ngroup, "group_keys") < 0
             || read_keys(numeric_seq, state.numeric_keys, &state.nnumeric, "numeric_keys") < 0
             || read_bounds(bounds_seq, state.hists, state.nnumeric) < 0
-            || read_sums(sums_seq, &state) < 0) {
+            || read_sums(sums_seq, &state) < 0 || read_track(track_seq, &state) < 0) {
         goto done;
     }
     if (state.idle_index >= state.nnumeric) {
@@ -878,6 +1024,9 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS /* pure C from here: other threads (the web server) run */
     status = scan_reply(&state, data, len);
+    if (status == 0 && state.tracked != NULL && !state.tracked_sorted) {
+        qsort(state.tracked, state.ntracked, sizeof(Tracked), by_id);
+    }
     Py_END_ALLOW_THREADS
     if (status < 0) {
         PyErr_NoMemory();
@@ -895,12 +1044,155 @@ done:
         table_free(&state.table);
     }
     PyMem_Free(state.scratch);
+    PyMem_RawFree(state.tracked);
     PyBuffer_Release(&raw);
+    return result;
+}
+
+/* One side of diff(): the arrays of a tracked snapshot, borrowed from its bytes objects. */
+typedef struct {
+    const int64_t *ids;
+    const int32_t *combos;
+    const uint64_t *traffic[TRAFFIC];
+    Py_ssize_t n;
+    Py_ssize_t ncombos;
+} Snapshot;
+
+static int read_snapshot(PyObject *arrays, Py_ssize_t ncombos, Snapshot *out) {
+    if (!PyTuple_Check(arrays) || PyTuple_GET_SIZE(arrays) != 2 + TRAFFIC) {
+        PyErr_SetString(PyExc_TypeError, "a tracked snapshot: (ids, combos, in, out, cmds)");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < 2 + TRAFFIC; i++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(arrays, i))) {
+            PyErr_SetString(PyExc_TypeError, "tracked arrays are bytes");
+            return -1;
+        }
+    }
+    out->n = PyBytes_GET_SIZE(PyTuple_GET_ITEM(arrays, 0)) / (Py_ssize_t)sizeof(int64_t);
+    out->ids = (const int64_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(arrays, 0));
+    out->combos = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(arrays, 1));
+    out->ncombos = ncombos;
+    if (PyBytes_GET_SIZE(PyTuple_GET_ITEM(arrays, 1)) != out->n * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "tracked arrays differ in length");
+        return -1;
+    }
+    for (int k = 0; k < TRAFFIC; k++) {
+        PyObject *column = PyTuple_GET_ITEM(arrays, 2 + k);
+        if (PyBytes_GET_SIZE(column) != out->n * (Py_ssize_t)sizeof(uint64_t)) {
+            PyErr_SetString(PyExc_ValueError, "tracked arrays differ in length");
+            return -1;
+        }
+        out->traffic[k] = (const uint64_t *)PyBytes_AS_STRING(column);
+    }
+    for (Py_ssize_t i = 0; i < out->n; i++) {
+        if (out->combos[i] < 0 || out->combos[i] >= ncombos) {
+            PyErr_SetString(PyExc_ValueError, "a combo index out of range");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *counts_tuple(const uint64_t *counts, Py_ssize_t n) {
+    PyObject *tuple = PyTuple_New(n);
+    for (Py_ssize_t i = 0; tuple != NULL && i < n; i++) {
+        PyObject *value = PyLong_FromUnsignedLongLong(counts[i]);
+        if (value == NULL) {
+            Py_CLEAR(tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(tuple, i, value);
+    }
+    return tuple;
+}
+
+PyDoc_STRVAR(diff_doc,
+"diff(previous, nprevious, current, ncurrent)\n"
+"-> (opened, closed, (net_in, net_out, cmds), monotonic)\n\n"
+"Compares two tracked snapshots of scan() (ids sorted; nprevious and ncurrent: how many\n"
+"label tuples their combos index) in one merge walk. opened counts, per current tuple, the\n"
+"ids that are new; closed, per previous tuple, the ids that are gone; the traffic tuples\n"
+"hold per current tuple what its clients added since the previous snapshot (a new id from\n"
+"0, a counter that went down adds 0). monotonic is False when a new id is not above the\n"
+"previous snapshot's largest: ids are not increasing (a proxy) and churn means nothing.");
+
+static PyObject *diff(PyObject *module, PyObject *args) {
+    PyObject *prev_arrays, *cur_arrays;
+    Py_ssize_t nprev, ncur;
+    Snapshot prev, cur;
+    if (!PyArg_ParseTuple(args, "OnOn", &prev_arrays, &nprev, &cur_arrays, &ncur)
+            || read_snapshot(prev_arrays, nprev, &prev) < 0
+            || read_snapshot(cur_arrays, ncur, &cur) < 0) {
+        return NULL;
+    }
+    uint64_t *opened = PyMem_Calloc(ncur + 1, sizeof(uint64_t));
+    uint64_t *closed = PyMem_Calloc(nprev + 1, sizeof(uint64_t));
+    uint64_t *traffic[TRAFFIC];
+    for (int k = 0; k < TRAFFIC; k++) {
+        traffic[k] = PyMem_Calloc(ncur + 1, sizeof(uint64_t));
+    }
+    PyObject *result = NULL;
+    if (opened == NULL || closed == NULL || traffic[0] == NULL || traffic[1] == NULL
+            || traffic[2] == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int monotonic = 1;
+    int64_t prev_max = prev.n > 0 ? prev.ids[prev.n - 1] : INT64_MIN;
+    Py_ssize_t i = 0, j = 0;
+    while (i < prev.n || j < cur.n) {
+        if (j >= cur.n || (i < prev.n && prev.ids[i] < cur.ids[j])) {
+            closed[prev.combos[i++]]++;  /* gone since the previous snapshot */
+            continue;
+        }
+        int32_t combo = cur.combos[j];
+        if (i >= prev.n || prev.ids[i] > cur.ids[j]) {  /* new: counted from 0 */
+            opened[combo]++;
+            monotonic &= cur.ids[j] > prev_max;
+            for (int k = 0; k < TRAFFIC; k++) {
+                traffic[k][combo] += cur.traffic[k][j];
+            }
+            j++;
+            continue;
+        }
+        for (int k = 0; k < TRAFFIC; k++) {  /* in both: what it added */
+            uint64_t before = prev.traffic[k][i], now = cur.traffic[k][j];
+            traffic[k][combo] += now > before ? now - before : 0;
+        }
+        i++;
+        j++;
+    }
+    PyObject *traffic_tuple = PyTuple_New(TRAFFIC);
+    for (int k = 0; traffic_tuple != NULL && k < TRAFFIC; k++) {
+        PyObject *column = counts_tuple(traffic[k], ncur);
+        if (column == NULL) {
+            Py_CLEAR(traffic_tuple);
+            break;
+        }
+        PyTuple_SET_ITEM(traffic_tuple, k, column);
+    }
+    PyObject *opened_tuple = counts_tuple(opened, ncur);
+    PyObject *closed_tuple = counts_tuple(closed, nprev);
+    if (traffic_tuple != NULL && opened_tuple != NULL && closed_tuple != NULL) {
+        result = Py_BuildValue("(OOOO)", opened_tuple, closed_tuple, traffic_tuple,
+                               monotonic ? Py_True : Py_False);
+    }
+    Py_XDECREF(traffic_tuple);
+    Py_XDECREF(opened_tuple);
+    Py_XDECREF(closed_tuple);
+done:
+    PyMem_Free(opened);
+    PyMem_Free(closed);
+    for (int k = 0; k < TRAFFIC; k++) {
+        PyMem_Free(traffic[k]);
+    }
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"diff", diff, METH_VARARGS, diff_doc},
     {NULL, NULL, 0, NULL},
 };
 

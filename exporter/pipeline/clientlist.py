@@ -16,14 +16,17 @@ from exporter.pipeline.columns import (
     FLAGS_KEY,
     GROUP_SOURCES,
     HISTOGRAM_SOURCES,
+    ID_KEY,
     IDLE_KEY,
+    TRAFFIC_KEYS,
     ClientListSpec,
     Histogram,
     RawReply,
     RawScan,
+    Tracked,
 )
-from exporter.pipeline.groups import COUNTED, SUMMED_COLUMNS, Groups
-from exporter.pipeline.labels import label_groups
+from exporter.pipeline.groups import COUNTED, SUMMED_COLUMNS, Groups, LabelTuple
+from exporter.pipeline.labels import combo_labels, label_groups
 from exporter.pipeline.scan_pure import scan_pure
 
 _compiled: ModuleType | None
@@ -41,8 +44,14 @@ class ClientListSummary:
     clients: int  # client lines counted: the groups' connections sum to this
     malformed: int  # lines that were not client lines at all (dropped, logged)
     groups: Groups
-    measured: tuple[str, ...]  # the GroupMeasures fields this server reports
+    measured: tuple[str, ...]  # the GroupMeasures snapshot fields this server reports
     histograms: dict[str, Histogram]  # absent when the server does not report the field
+    # With spec.track: each client (id, tuple, traffic), each tuple's labels and whether its
+    # clients count as connections (not a replica's link to its master), tot-* reported.
+    tracked: Tracked | None = None
+    labels: tuple[LabelTuple, ...] = ()
+    counted: tuple[bool, ...] = ()
+    traffic: bool = False
 
 
 def compiled_scanner_available() -> bool:
@@ -59,9 +68,12 @@ def summarize_client_list(raw: RawReply, spec: ClientListSpec, *,
     keys = line_keys(bytes(raw[:SAMPLE_BYTES]))
     scan = scan_reply(raw, spec, keys, compiled=compiled)
     measured = (*COUNTED, *(name for name, key in SUMMED_COLUMNS.items() if key in keys))
+    labels, counted = combo_labels(scan.combos, spec.group_by) if spec.track else ((), ())
     return ClientListSummary(clients=scan.clients, malformed=scan.malformed,
                              groups=label_groups(scan.combos, spec.group_by),
-                             measured=measured, histograms=scan.histograms)
+                             measured=measured, histograms=scan.histograms,
+                             tracked=scan.tracked, labels=labels, counted=counted,
+                             traffic=all(key in keys for key in TRAFFIC_KEYS))
 
 
 def scan_reply(raw: RawReply, spec: ClientListSpec, keys: list[bytes], *,
@@ -85,28 +97,34 @@ def _scan_compiled(raw: RawReply, spec: ClientListSpec, keys: list[bytes]) -> Ra
     position = {key: index for index, key in enumerate(group_keys)}
     picks = [position.get(key) for key in sources]
     histogram_names = [name for name, key in HISTOGRAM_SOURCES.items() if key in present]
+    tracked_keys = (ID_KEY, *TRAFFIC_KEYS) if spec.track else ()
     numeric_keys = tuple(dict.fromkeys(
         (*(HISTOGRAM_SOURCES[name] for name in histogram_names),
-         *(key for key in spec.sums if key in present))))
+         *(key for key in (*spec.sums, *tracked_keys) if key in present))))
     # Summed-only columns come after the histograms' and have no bounds.
     bounds = [*(spec.buckets[name] for name in histogram_names),
               *[None] * (len(numeric_keys) - len(histogram_names))]
     sum_indices = tuple(numeric_keys.index(key) if key in present else -1 for key in spec.sums)
     idle_index = numeric_keys.index(IDLE_KEY) if IDLE_KEY in numeric_keys else -1
+    track = (tuple(numeric_keys.index(key) if key in numeric_keys else -1
+                   for key in tracked_keys) if spec.track else None)
     result = _compiled.scan(raw, tuple(keys), group_keys, numeric_keys, bounds, idle_index,
-                            spec.idle_threshold, sum_indices)
+                            spec.idle_threshold, sum_indices, track)
     if result is None:
         return None
-    clients, malformed, combos, filled = result
+    clients, malformed, combos, filled, tracked = result
     histograms = {}
     for name, histogram in zip(histogram_names, filled):
         assert histogram is not None
         counts, total, observed = histogram
         histograms[name] = Histogram(spec.buckets[name], counts, float(total), observed)
+    if spec.track and tracked is None:  # no id column at all: nobody to track
+        tracked = (b"",) * 5
     return RawScan(
         clients=clients, malformed=malformed, histograms=histograms,
         combos={tuple(None if index is None else labels[index] for index in picks): counts
-                for labels, counts in combos.items()})
+                for labels, counts in combos},
+        tracked=Tracked(*tracked) if tracked is not None else None)
 
 
 def line_keys(raw: bytes, sample_lines: int = 5) -> list[bytes]:

@@ -47,6 +47,11 @@ FLAGS_KEY = b"flags"
 RawReply = bytes | bytearray | memoryview
 # A line with neither key is no client line (counted as malformed).
 CLIENT_KEYS = (b"id", b"addr")
+ID_KEY = b"id"
+INT64_MAX = (1 << 63) - 1  # ids beyond it are not tracked (the compiled scanner's int64)
+UINT64_MAX = (1 << 64) - 1  # traffic sums wrap here, as the compiled scanner's do
+# Per-client traffic counters (Valkey 8.0+, Redis 8.2+), in the order tracked snapshots hold.
+TRAFFIC_KEYS = (b"tot-net-in", b"tot-net-out", b"tot-cmds")
 
 # (raw flags, one raw value per group_by label); None: the line has no such field.
 RawLabels = tuple[bytes | None, ...]
@@ -73,14 +78,34 @@ class ClientListSpec:
     buckets: dict[str, tuple[float, ...]]
     # Columns summed per raw label tuple, in this order: by default those of the group record.
     sums: tuple[bytes, ...] = tuple(SUMMED_COLUMNS.values())
+    track: bool = False  # also return each client's id, tuple and traffic (a Tracked)
 
     def numeric_keys(self) -> frozenset[bytes]:
-        """Columns read as numbers: histograms and sums; a bad value is not counted."""
-        return frozenset((*HISTOGRAM_SOURCES.values(), *self.sums))
+        """Columns read as numbers: histograms, sums, tracked ones; a bad value is not
+        counted."""
+        tracked = (ID_KEY, *TRAFFIC_KEYS) if self.track else ()
+        return frozenset((*HISTOGRAM_SOURCES.values(), *self.sums, *tracked))
 
     def wanted_keys(self) -> set[bytes]:
         return {FLAGS_KEY, *(GROUP_SOURCES[name] for name in self.group_by),
                 *self.numeric_keys()}
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """Every client with a valid id, sorted by id (ties: reply order), as native arrays in
+    bytes: ids int64, the index of its raw label tuple int32, then its tot-net-in,
+    tot-net-out and tot-cmds as uint64 (0 where absent). ~32 bytes per client; what a
+    target keeps between CLIENT LISTs for churn and traffic."""
+
+    ids: bytes
+    combos: bytes
+    net_in: bytes
+    net_out: bytes
+    cmds: bytes
+
+    def arrays(self) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+        return (self.ids, self.combos, self.net_in, self.net_out, self.cmds)
 
 
 @dataclass(frozen=True)
@@ -89,5 +114,6 @@ class RawScan:
 
     clients: int  # client lines counted
     malformed: int  # lines that were not client lines at all (dropped, logged)
-    combos: dict[RawLabels, RawCounts]
+    combos: dict[RawLabels, RawCounts]  # in the order their tuples first appear
     histograms: dict[str, Histogram]  # absent when the server does not report the field
+    tracked: Tracked | None = None  # with spec.track: each client, indexing `combos`

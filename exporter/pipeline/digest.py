@@ -23,6 +23,7 @@ from exporter.pipeline.aggregate import (
     aggregate_client_list,
     client_list_spec,
 )
+from exporter.pipeline.churn import Totals
 from exporter.pipeline.columns import ClientListSpec, Histogram
 from exporter.pipeline.groups import Groups
 from exporter.pipeline.info import connections_in_use, effective_max_clients, parse_info
@@ -42,6 +43,7 @@ class RedisView:
     groups: Groups | None = None  # None: no CLIENT LIST data (denied, skipped, not yet)
     group_by: tuple[str, ...] = ()
     measured: tuple[str, ...] = ()  # the GroupMeasures fields the server reports
+    counters: Groups = field(default_factory=dict)  # churn and traffic added up
     histograms: Mapping[str, Histogram] = field(default_factory=dict)
 
 
@@ -69,6 +71,10 @@ class TargetMemory:
     def forget_list(self) -> None:
         """Drop the families from CLIENT LIST: never served stale."""
         self.listed = None
+
+
+class IdsNotIncreasing(Exception):
+    """Why a target's churn is not counted (a proxy or Redis Software: ids not increasing)."""
 
 
 @dataclass(frozen=True)
@@ -144,9 +150,15 @@ class PollDigest:
             memory.forget_list()
             return
         settings = self.settings
+        totals = Totals.of(self.info) if self.info is not None else None  # same snapshot
         listed = aggregate_client_list(reply, settings.client_list, memory.aggregate,
-                                       settings.spec)
+                                       settings.spec, totals)
         memory.listed = self.listed = listed
+        if listed.ids_monotonic is not None:
+            self.findings.append(Finding(
+                Capability.CLIENT_IDS_MONOTONIC, None,
+                None if listed.ids_monotonic else IdsNotIncreasing(
+                    "a new client id was not above the previous largest: no churn")))
         memory.bytes_per_client = listed.reply_bytes / max(listed.clients, 1)
 
     def view(self) -> RedisView:
@@ -165,7 +177,8 @@ class PollDigest:
             groups=listed.groups if listed else None,
             group_by=self.settings.client_list.group_by,
             measured=listed.measured if listed else (),
-            histograms=listed.histograms if listed else {})
+            histograms=listed.histograms if listed else {},
+            counters=listed.counters if listed else {})
 
 
 def _text(value: object) -> str:

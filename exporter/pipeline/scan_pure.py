@@ -10,6 +10,7 @@ per-line parser, so they never cost the well-formed ones.
 from __future__ import annotations
 
 import re
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,14 +21,19 @@ from exporter.pipeline.columns import (
     FLAGS_KEY,
     GROUP_SOURCES,
     HISTOGRAM_SOURCES,
+    ID_KEY,
     IDLE_KEY,
+    INT64_MAX,
     INTEGER_KEYS,
+    TRAFFIC_KEYS,
+    UINT64_MAX,
     VARIED_KEYS,
     ClientListSpec,
     Histogram,
     RawCounts,
     RawLabels,
     RawScan,
+    Tracked,
 )
 
 Row = tuple[bytes | None, ...]
@@ -49,8 +55,10 @@ def scan_pure(raw: bytes, spec: ClientListSpec, keys: list[bytes]) -> RawScan:
                                     else {key: () for key in present})
     integers = {key: _integers(columns[key]) for key in VARIED_KEYS if key in columns}
     combos = _combos(columns, integers.get(IDLE_KEY), spec, len(rows))
+    tracked = _tracked(columns, combos, spec, len(rows)) if spec.track else None
     return RawScan(clients=len(rows), malformed=malformed, combos=combos,  # histograms last:
-                   histograms=_histograms(columns, integers, spec))     # they sort `integers`
+                   histograms=_histograms(columns, integers, spec),     # they sort `integers`
+                   tracked=tracked)
 
 
 @lru_cache(maxsize=64)
@@ -155,6 +163,16 @@ def _histogram_counted(values: Counter[bytes | None], bounds: tuple[float, ...])
     return Histogram(bounds, tuple(counts), total, observed)
 
 
+def _tracked(columns: dict[bytes, Column], combos: dict[RawLabels, RawCounts],
+             spec: ClientListSpec, rows: int) -> Tracked:
+    """Each client's id, raw tuple index (the order `combos` first met them) and traffic."""
+    index = {key: position for position, key in enumerate(combos)}
+    labels = zip(columns.get(FLAGS_KEY, (None,) * rows),
+                 *(columns.get(GROUP_SOURCES[name], (None,) * rows) for name in spec.group_by))
+    return tracked_pure(columns.get(ID_KEY, (None,) * rows), [index[key] for key in labels],
+                        [columns.get(key, (None,) * rows) for key in TRAFFIC_KEYS])
+
+
 def _combos(columns: dict[bytes, Column], idle_numbers: list[int] | None,
             spec: ClientListSpec, rows: int) -> dict[RawLabels, RawCounts]:
     """Per raw label tuple: (clients, idle past the threshold, *sums), all in C-level loops."""
@@ -181,3 +199,20 @@ def _combos(columns: dict[bytes, Column], idle_numbers: list[int] | None,
             if value is not None:
                 result[raw_labels][index] += int(value) * times
     return {key: tuple(counts) for key, counts in result.items()}
+
+
+def tracked_pure(ids: Sequence[bytes | None], combos: Sequence[int],
+                 traffic: Sequence[Sequence[bytes | None]]) -> Tracked:
+    """The pure scanner's snapshot: one entry per client row with a valid id (as the
+    compiled scanner keeps them), sorted by id, ties in reply order."""
+    rows = []
+    for position, raw_id in enumerate(ids):
+        if raw_id is None or int(raw_id) > INT64_MAX:
+            continue
+        counts = [int(column[position] or 0) for column in traffic]
+        rows.append((int(raw_id), position, combos[position],
+                     *(count if count <= UINT64_MAX else 0 for count in counts)))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return Tracked(array("q", (row[0] for row in rows)).tobytes(),
+                   array("i", (row[2] for row in rows)).tobytes(),
+                   *(array("Q", (row[3 + k] for row in rows)).tobytes() for k in range(3)))

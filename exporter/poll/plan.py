@@ -89,11 +89,14 @@ class Planner:
         if fresh and capabilities.get(Capability.CLIENT_NO_EVICT) != 0 and (
                 facts.version is None or facts.modern()):
             chosen.append(steps.no_evict_step(commands.client))
+        # CLIENT LIST right after INFO, in every round that has it: the two are one snapshot,
+        # and with nothing of ours between them every poll's own commands and bytes fall on
+        # the same side of it, so churn and traffic add up to INFO's totals exactly.
         chosen.append(steps.info_step(facts.modern()))
-        if fresh or self.config_due(now, with_list, facts, capabilities):
-            chosen.append(steps.config_step(commands.config))
         if with_list and not deferred:
             chosen.append(steps.client_list_step(commands.client))
+        if fresh or self.config_due(now, with_list, facts, capabilities):
+            chosen.append(steps.config_step(commands.config))
         return FirstRound(Round(tuple(chosen)), deferred)
 
     def refused(self, capability: str, now: float) -> None:

@@ -103,14 +103,11 @@ class TargetPoller:
                 cut: BaseException | None) -> bool:
         digest = PollDigest(self.memory, self.settings, self._wall())
         arrived = {step.name: timed for step, timed in first.round.split(replies)}
-        # A poll counts when everything before CLIENT LIST arrived: INFO, and CONFIG if sent.
-        complete = all(name in arrived for name in first.round.names()
-                       if name != steps.CLIENT_LIST)
-        for step in first.round.steps:
-            if step.name in arrived and (complete or step.name == steps.NO_EVICT):
+        for step in first.round.steps:  # a cut round: the steps whose replies all arrived
+            if step.name in arrived:
                 digest.take(step, [reply for reply, _ in arrived[step.name]])
         self._apply(digest.findings, started)
-        if not complete:
+        if steps.INFO not in arrived:  # the poll counts once INFO arrived (redis_up 1)
             assert cut is not None
             return self._fail(started, cut)
         if digest.info_error is not None:
@@ -126,28 +123,44 @@ class TargetPoller:
         if facts.run_id and digest.info and "tcp_port" in digest.info:
             self.store.claim_identity(self.target.name, facts.run_id, digest.info["tcp_port"])
         self._finish_step(Step.INFO, info_done - started)
-        listed = steps.CLIENT_LIST in arrived
-        if cut is None and first.deferred and self._list_decision(info_done).due:
-            cut, listed = self._list_again(digest), True
-        if cut is not None:  # INFO did succeed: redis_up stays 1 for this poll
-            self.stats.count_error(Step.CLIENT_LIST, self._kind(cut))
-            self.memory.forget_list()
-        elif listed:
-            self._listed(digest, info_done)
+        self._client_list(digest, first, steps.CLIENT_LIST in arrived, cut, info_done)
         view = digest.view()
         self.stats.record_up()
         self._redis_text = render_redis(self.target.name, view)
         self.publish()
         return True
 
+    def _client_list(self, digest: PollDigest, first: FirstRound, listed: bool,
+                     cut: BaseException | None, info_done: float) -> None:
+        """After a good INFO: CLIENT LIST's outcome (it arrived, was cut, or comes in a
+        second round trip now). A cut costs CLIENT LIST only; redis_up stays 1."""
+        list_error = None
+        if cut is not None and (listed or steps.CLIENT_LIST not in first.round.names()):
+            self.stats.count_error(Step.INFO, self._kind(cut))  # cut after INFO, not the list
+        elif cut is not None:
+            list_error = cut
+        elif first.deferred and self._list_decision(info_done).due:
+            list_error, listed = self._list_again(digest), True
+        if list_error is not None:
+            self.stats.count_error(Step.CLIENT_LIST, self._kind(list_error))
+            self.memory.forget_list()
+        elif listed:
+            self._listed(digest, info_done)
+
     def _list_again(self, digest: PollDigest) -> BaseException | None:
-        """CLIENT LIST in a second round trip: this poll's facts say its reply fits."""
-        step = steps.client_list_step(self.target.commands.client)
+        """CLIENT LIST in a second round trip, when this poll's facts say its reply fits;
+        INFO again in front of it, so that the two are one snapshot (churn counts ids
+        against INFO's totals of the same moment)."""
+        again = steps.Round((steps.info_step(self.memory.facts.modern()),
+                             steps.client_list_step(self.target.commands.client)))
         try:
-            [(reply, _)] = self.conn.execute(step.commands)
+            replies = self.conn.execute(again.commands())
+        except ReplyCut as cut:
+            return cut.error
         except Exception as error:
             return error
-        digest.take(step, [reply])
+        for step, timed in again.split(replies):
+            digest.take(step, [reply for reply, _ in timed])
         return None
 
     def _listed(self, digest: PollDigest, info_done: float) -> None:
