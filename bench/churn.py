@@ -10,8 +10,10 @@ default name_rewrite leaves alone), holds a rolling window of `--window` at once
 oldest as it opens new ones. Every second the exporter's VmRSS is read from /proc and /metrics
 is scraped: the number of redis_client_connections series for the target (at most max_groups +
 1 for `__other__`) and whether the groups sum to the CLIENT LIST line count (the snapshot
-histograms' _count, and INFO connected_clients). Prints a Markdown table; every process is
-stopped by PID, also on failure.
+histograms' _count, and INFO connected_clients), and whether every opened series together
+moved exactly as `redis_connections_received_total` since the first scrape (the churn
+identity; both from one scrape, so one snapshot) with no counter going down. Prints a Markdown
+table; every process is stopped by PID, also on failure.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class Sample:
     info_clients: int
     received: int
     tuples: frozenset[str]
+    opened: int  # every redis_client_connections_opened_total series, summed
+    closed: int
 
 
 @dataclass
@@ -100,6 +104,8 @@ def scrape(port: int, pid: int, started: float) -> Sample:
         text = response.read().decode()
     groups: dict[str, float] = {}
     found: dict[str, float] = {}
+    churn = {"redis_client_connections_opened_total": 0.0,
+             "redis_client_connections_closed_total": 0.0}
     for family in text_string_to_metric_families(text):
         for item in family.samples:
             if item.labels.get("target") != TARGET:
@@ -110,10 +116,14 @@ def scrape(port: int, pid: int, started: float) -> Sample:
             elif item.name in ("redis_client_idle_seconds_count", "redis_connected_clients",
                                "redis_connections_received_total"):
                 found[item.name] = item.value
+            elif item.name in churn:
+                churn[item.name] += item.value
     return Sample(time.monotonic() - started, rss_bytes(pid), len(groups),
                   int(sum(groups.values())), int(found.get("redis_client_idle_seconds_count", -1)),
                   int(found.get("redis_connected_clients", -1)),
-                  int(found.get("redis_connections_received_total", 0)), frozenset(groups))
+                  int(found.get("redis_connections_received_total", 0)), frozenset(groups),
+                  int(churn["redis_client_connections_opened_total"]),
+                  int(churn["redis_client_connections_closed_total"]))
 
 
 def wait_groups(port: int, pid: int) -> None:
@@ -196,6 +206,11 @@ def report(run: Run, options: argparse.Namespace) -> tuple[str, bool]:
     seen = len(frozenset().union(*(s.tuples for s in run.samples)))
     other = sum(1 for s in run.samples if any(OTHER in key for key in s.tuples))
     opened = run.samples[-1].received - run.samples[0].received
+    first = run.samples[0]
+    off = [s for s in run.samples if s.opened - first.opened != s.received - first.received]
+    monotone = all(later.opened >= earlier.opened and later.closed >= earlier.closed
+                   for earlier, later in zip(run.samples, run.samples[1:]))
+    attributed = run.samples[-1].opened - first.opened
     table = [
         f"{options.connections:,} connections with distinct names over {options.seconds:g} s, "
         f"a rolling window of {options.window}; 1 s polls and CLIENT LIST; "
@@ -219,8 +234,13 @@ def report(run: Run, options: argparse.Namespace) -> tuple[str, bool]:
         f"| group cap | at most {MAX_GROUPS + 1} series | {'pass' if cap_ok else 'FAIL'} |",
         f"| no client lost | groups sum to the CLIENT LIST line count in every scrape | "
         f"{'pass' if sums_ok else 'FAIL'} |",
+        f"| churn identity | opened series moved as connections received in every scrape "
+        f"({attributed:,} = {opened:,}; {len(off)} of {len(run.samples)} off) | "
+        f"{'pass' if not off else 'FAIL'} |",
+        f"| counters only grow | opened and closed never went down | "
+        f"{'pass' if monotone else 'FAIL'} |",
     ]
-    return "\n".join(table), flat and cap_ok and sums_ok
+    return "\n".join(table), flat and cap_ok and sums_ok and not off and monotone
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from exporter.config.loader import ConfigError
 from exporter.config.model import Config, TargetConfig
@@ -128,15 +128,19 @@ class Exporter:
 
     def _apply(self, new: Config) -> None:
         """Apply `new` as changes: unchanged targets keep their poller, connection and
-        cadence; removed ones close and their series go; added and changed ones start. When
-        a setting every target shares changed (poll, client_list), every target restarts."""
-        shared_changed = replace(new, targets=()) != replace(self.config, targets=())
+        cadence; removed ones close and their series go; added and changed ones start. A
+        change of `client_list` is applied to the running pollers (their connections and
+        churn counters stay); a change of `poll` restarts every target."""
+        poll_changed = new.poll != self.config.poll
         owned = static_targets(new, self.shard)
         # The connection's target holds the credentials in use (rotation updates it).
         held = {name: poller.conn.target for name, poller in self.pollers.items()}
-        changes = target_changes(held, owned, restart_all=shared_changed)
-        if shared_changed:
+        changes = target_changes(held, owned, restart_all=poll_changed)
+        if poll_changed:
             self.scheduler.reconfigure(new.poll)
+        elif new.client_list != self.config.client_list:
+            for poller in self.pollers.values():
+                poller.reconfigure(new)
         self._apply_changes(changes, new)
         self.store.order(tuple(target.name for target in owned))
         self.config = new

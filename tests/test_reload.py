@@ -210,3 +210,32 @@ def test_a_reload_does_not_wait_for_the_polls_of_the_targets_it_keeps(
         wait_for(lambda: up_targets(exporter) == {"slow": 1.0, "added": 1.0},
                  message="both targets up")
         assert len(slow.connections()) == 1  # the kept target kept its one connection
+
+
+def test_a_client_list_change_keeps_connections_and_churn_counters(
+        tmp_path: Path, redis_factory: RedisFactory,
+        file_exporter: Callable[..., Exporter]) -> None:
+    """max_groups and name_rewrite apply to the running pollers: no reconnect, and the
+    opened counters go on from where they were (a poll change restarts every target)."""
+    server = redis_factory()
+    path = tmp_path / "config.yaml"
+    write_config(path, {"cache": server.url})
+    exporter = file_exporter()
+    opened = "redis_client_connections_opened_total"
+    wait_for(lambda: values(fetch(metrics_url(exporter)), opened), message="a baseline")
+    held = [RawClient(server.port) for _ in range(3)]
+    try:
+        wait_for(lambda: sum(val for _, val in values(fetch(metrics_url(exporter)), opened))
+                 >= 3, message="three connections opened since the baseline")
+        before = sum(val for _, val in values(fetch(metrics_url(exporter)), opened))
+        ids = exporter_ids(server.port)
+        write_config(path, {"cache": server.url}, client_list={"max_groups": 5})
+        assert post(exporter.bound_address()) == (200, "")
+        wait_for(lambda: values(fetch(metrics_url(exporter)), "redis_client_connections"),
+                 message="groups again after the reload")
+        after = sum(val for _, val in values(fetch(metrics_url(exporter)), opened))
+        assert after >= before, "the counters were reset"
+        assert exporter_ids(server.port) == ids  # the same connection
+    finally:
+        for client in held:
+            client.close()

@@ -20,6 +20,7 @@ from exporter.expose.render import SelfView, render_redis, render_self
 from exporter.expose.snapshot import Snapshot, SnapshotStore
 from exporter.logsetup import kv
 from exporter.pipeline import steps
+from exporter.pipeline.aggregate import AggregateState
 from exporter.pipeline.digest import DigestSettings, Finding, PollDigest, TargetMemory
 from exporter.poll.credentials import CredentialRotation
 from exporter.poll.plan import FirstRound, ListDecision, Planner
@@ -55,6 +56,21 @@ class TargetPoller:
                                    self.stats, wall_clock, self._observe)
         self.last_command = 0.0
         self.credentials = CredentialRotation(target)
+
+    def reconfigure(self, config: Config) -> None:
+        """New client_list settings (a reload) for the running poller: its connection, its
+        cadence and, unless the group labels changed, its churn counters stay; the next
+        CLIENT LIST is grouped the new way (until then its families are not served)."""
+        same_labels = config.client_list.group_by == self.config.client_list.group_by
+        self.config = config
+        self.settings = DigestSettings(config.client_list, self.target.max_clients)
+        self.planner.config = config
+        aggregate = self.memory.aggregate
+        aggregate.rewrite_caches.clear()
+        if not same_labels:  # counters and ids keyed by the old labels mean nothing now
+            self.memory.aggregate = AggregateState()
+        self.memory.forget_list()
+        self.planner.last_list = None
 
     # -- poll --------------------------------------------------------------------------
     def poll(self) -> bool:
