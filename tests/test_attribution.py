@@ -73,6 +73,13 @@ def test_opened_series_move_exactly_as_connections_received(
     assert received is not None and alive is not None
     long_lived = open_named(server.port, ["worker"] * 5)
     clients += long_lived
+    admin = RawClient(server.port)
+    clients.append(admin)
+    lines = [dict(word.split("=", 1) for word in line.split(" ") if "=" in word)
+             for line in admin.call("CLIENT", "LIST").decode().splitlines()]
+    held = max((line for line in lines if line.get("name") == "redis-connection-exporter"),
+               key=lambda line: int(line["age"]))  # the poll connection, not a probe's
+    assert admin.call("CLIENT", "KILL", "ID", held["id"]) == b":1"  # the exporter reconnects
     for _ in range(30):  # connection per request: shorter than a poll
         short = RawClient(server.port)
         assert short.call("CLIENT", "SETNAME", "per-request") == b"+OK"

@@ -218,8 +218,8 @@ class PollConnection:
             if commands:
                 conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             reader = ReplyReader(conn._sock)  # not redis-py's parser: see exporter/conn/resp.py
-            for index in range(len(commands)):
-                reply = reader.read(last=index == len(commands) - 1)
+            for _ in commands:
+                reply = reader.read()
                 if isinstance(reply, RedisConnectionError) and not error_replies:
                     raise reply  # e.g. max number of clients: as redis-py raises it
                 replies.append((reply, time.monotonic()))

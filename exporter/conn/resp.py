@@ -7,8 +7,9 @@ reply is received straight into a reused buffer, with no intermediate copies.
 
 Replies look as redis-py's give them with `disable_decoding=True`: bytes, int, None, lists,
 and error replies as exception values (redis-py's own classes, so `errors.classify` applies);
-a large last reply is a memoryview of a per-thread buffer, valid until the same thread reads
-the next one (the poller digests it at once). Socket failures raise redis-py's
+the first large reply of a pipeline (CLIENT LIST) is a memoryview of a per-thread buffer,
+valid until the same thread reads the next pipeline (the poller digests it at once); a later
+large reply of the same pipeline gets a buffer of its own. Socket failures raise redis-py's
 TimeoutError or ConnectionError, as its parser would.
 """
 
@@ -53,15 +54,12 @@ class ReplyReader:
         self._sock = sock
         self._buffer = bytearray()
         self._start = 0  # first unread byte in _buffer
+        self._shared_taken = False  # the thread's large buffer holds a reply of this pipeline
 
-    def read(self, last: bool = False) -> Any:
-        """The next reply. Protocol errors raise InvalidResponse ("Protocol Error: ...").
-
-        Only the pipeline's `last` reply may be a view of this thread's shared buffer (CLIENT
-        LIST comes last); a large reply before it is copied out, as the next would overwrite it.
-        """
+    def read(self) -> Any:
+        """The next reply. Protocol errors raise InvalidResponse ("Protocol Error: ...")."""
         try:
-            return self._reply(last)
+            return self._reply()
         except (InvalidResponse, RedisConnectionError, RedisTimeoutError):
             raise
         except TimeoutError as error:  # socket.timeout
@@ -72,12 +70,12 @@ class ReplyReader:
         except ValueError as error:  # int() of a malformed length or number
             raise InvalidResponse(f"Protocol Error: {error}") from error
 
-    def _reply(self, shared: bool) -> Any:
+    def _reply(self) -> Any:
         line = self._line()
         kind, rest = line[:1], line[1:]
         if kind == b"$":
             length = int(rest)
-            return None if length < 0 else self._bulk(length, shared)
+            return None if length < 0 else self._bulk(length)
         if kind == b"+":
             return rest
         if kind == b":":
@@ -87,7 +85,7 @@ class ReplyReader:
                 rest.decode("utf-8", "replace"))
         if kind == b"*":
             count = int(rest)
-            return None if count < 0 else [self._reply(False) for _ in range(count)]
+            return None if count < 0 else [self._reply() for _ in range(count)]
         raise InvalidResponse(f"Protocol Error: {line[:40]!r}")
 
     def _line(self) -> bytes:
@@ -99,10 +97,9 @@ class ReplyReader:
                 return line
             self._receive()
 
-    def _bulk(self, length: int, shared: bool) -> bytes | memoryview:
+    def _bulk(self, length: int) -> bytes | memoryview:
         if length >= LARGE_BULK:
-            view = self._large_bulk(length)
-            return view if shared else bytes(view)
+            return self._large_bulk(length)
         while len(self._buffer) - self._start < length + 2:
             self._receive()
         data = bytes(self._buffer[self._start:self._start + length])
@@ -111,7 +108,10 @@ class ReplyReader:
         return data
 
     def _large_bulk(self, length: int) -> memoryview:
-        data = _large_buffer(length + 2)
+        """Received in place: into the thread's reused buffer the first time in a pipeline,
+        into a buffer of its own after that (the first one's view must stay intact)."""
+        data = bytearray(length + 2) if self._shared_taken else _large_buffer(length + 2)
+        self._shared_taken = True
         have = min(len(self._buffer) - self._start, length + 2)
         data[:have] = self._buffer[self._start:self._start + have]
         self._start += have

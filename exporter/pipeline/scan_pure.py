@@ -9,6 +9,7 @@ per-line parser, so they never cost the well-formed ones.
 
 from __future__ import annotations
 
+import operator
 import re
 from array import array
 from bisect import bisect_left, bisect_right
@@ -204,15 +205,31 @@ def _combos(columns: dict[bytes, Column], idle_numbers: list[int] | None,
 def tracked_pure(ids: Sequence[bytes | None], combos: Sequence[int],
                  traffic: Sequence[Sequence[bytes | None]]) -> Tracked:
     """The pure scanner's snapshot: one entry per client row with a valid id (as the
-    compiled scanner keeps them), sorted by id, ties in reply order."""
-    rows = []
-    for position, raw_id in enumerate(ids):
-        if raw_id is None or int(raw_id) > INT64_MAX:
-            continue
-        counts = [int(column[position] or 0) for column in traffic]
-        rows.append((int(raw_id), position, combos[position],
-                     *(count if count <= UINT64_MAX else 0 for count in counts)))
-    rows.sort(key=lambda row: (row[0], row[1]))
-    return Tracked(array("q", (row[0] for row in rows)).tobytes(),
-                   array("i", (row[2] for row in rows)).tobytes(),
-                   *(array("Q", (row[3 + k] for row in rows)).tobytes() for k in range(3)))
+    compiled scanner keeps them), sorted by id, ties in reply order. Whole columns are
+    converted at once; rows are only picked and sorted when some id is missing, too large
+    or out of order (real servers list increasing ids)."""
+    numbers = _numbers(ids, INT64_MAX)
+    kept = [value for value in numbers if value is not None]
+    rows: Sequence[int] = range(len(numbers))
+    if len(kept) != len(numbers):
+        rows = [row for row, value in enumerate(numbers) if value is not None]
+    if not all(map(operator.lt, kept, kept[1:])):
+        order = sorted(range(len(kept)), key=kept.__getitem__)  # stable: ties in reply order
+        rows, kept = [rows[index] for index in order], [kept[index] for index in order]
+    counts = [[value or 0 for value in _numbers(column, UINT64_MAX)] for column in traffic]
+    if not isinstance(rows, range):
+        combos = [combos[row] for row in rows]
+        counts = [[column[row] for row in rows] for column in counts]
+    return Tracked(array("q", kept).tobytes(), array("i", combos).tobytes(),
+                   *(array("Q", column).tobytes() for column in counts))
+
+
+def _numbers(column: Sequence[bytes | None], limit: int) -> list[int | None]:
+    """A column as ints; missing, or beyond `limit` (the compiled arrays' range): None."""
+    try:
+        numbers: list[int | None] = list(map(int, column))  # type: ignore[arg-type]
+    except TypeError:
+        numbers = [None if value is None else int(value) for value in column]
+    if max((number for number in numbers if number is not None), default=0) > limit:
+        numbers = [None if number is None or number > limit else number for number in numbers]
+    return numbers

@@ -8,6 +8,7 @@ by id), compared in one merge walk: by the compiled scanner's `diff` when it is 
 
 from __future__ import annotations
 
+import operator
 from array import array
 from dataclasses import dataclass
 
@@ -49,6 +50,47 @@ def _columns(snapshot: Tracked) -> tuple[array[int], array[int], list[array[int]
 def diff_pure(previous: Tracked, nprevious: int, current: Tracked, ncurrent: int) -> Changes:
     prev_ids, prev_combos, prev_traffic = _columns(previous)
     cur_ids, cur_combos, cur_traffic = _columns(current)
+    if _increasing(prev_ids) and _increasing(cur_ids):
+        return _diff_distinct(prev_ids, prev_combos, prev_traffic, cur_ids, cur_combos,
+                              cur_traffic, nprevious, ncurrent)
+    return _merge_walk(prev_ids, prev_combos, prev_traffic, cur_ids, cur_combos, cur_traffic,
+                       nprevious, ncurrent)
+
+
+def _increasing(ids: array[int]) -> bool:
+    return all(map(operator.lt, ids, ids[1:]))
+
+
+def _diff_distinct(prev_ids: array[int], prev_combos: array[int], prev_traffic: list[array[int]],
+                   cur_ids: array[int], cur_combos: array[int], cur_traffic: list[array[int]],
+                   nprevious: int, ncurrent: int) -> Changes:
+    """No id repeats (every real server): set lookups instead of a walk, and no per-client
+    traffic loop when neither snapshot has traffic (Redis before 8.2)."""
+    before = dict(zip(prev_ids, range(len(prev_ids))))
+    now = set(cur_ids)
+    opened, closed = [0] * ncurrent, [0] * nprevious
+    new = [j for j, client in enumerate(cur_ids) if client not in before]
+    for j in new:
+        opened[cur_combos[j]] += 1
+    for i in (i for i, client in enumerate(prev_ids) if client not in now):
+        closed[prev_combos[i]] += 1
+    prev_max = prev_ids[-1] if prev_ids else -(1 << 63)
+    monotonic = not new or cur_ids[new[0]] > prev_max
+    traffic = [[0] * ncurrent for _ in range(3)]
+    if any(map(any, cur_traffic)):
+        for column, was, values in zip(traffic, prev_traffic, cur_traffic):
+            for j, client in enumerate(cur_ids):
+                at = before.get(client)
+                added = values[j] if at is None else max(values[j] - was[at], 0)
+                column[cur_combos[j]] = (column[cur_combos[j]] + added) & UINT64_MAX
+    return Changes(tuple(opened), tuple(closed),
+                   (tuple(traffic[0]), tuple(traffic[1]), tuple(traffic[2])), monotonic)
+
+
+def _merge_walk(prev_ids: array[int], prev_combos: array[int], prev_traffic: list[array[int]],
+                cur_ids: array[int], cur_combos: array[int], cur_traffic: list[array[int]],
+                nprevious: int, ncurrent: int) -> Changes:
+    """Any snapshots, repeated ids included: paired in order, as the compiled diff does."""
     opened, closed = [0] * ncurrent, [0] * nprevious
     traffic = [[0] * ncurrent for _ in range(3)]
     prev_max = prev_ids[-1] if prev_ids else -(1 << 63)
