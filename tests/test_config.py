@@ -453,6 +453,23 @@ def test_setting_only_poll_interval_is_valid(tmp_path: Path) -> None:
     assert config.poll.client_list_interval >= config.poll.interval
 
 
+@pytest.mark.parametrize(("text", "timeout"), [
+    ("poll: {interval: 2s}\n", 2.0),          # shorter than the 5 s default: the interval
+    ("poll: {interval: 1m}\n", 5.0),          # longer: the default
+    ("poll: {interval: 2s, timeout: 1s}\n", 1.0),
+])
+def test_an_unset_poll_timeout_follows_a_shorter_interval(tmp_path: Path, text: str,
+                                                           timeout: float) -> None:
+    """As Prometheus sets an unset scrape_timeout: `interval: 2s` alone must not be refused
+    with a problem about poll.timeout, a key the user never wrote."""
+    assert load_text(tmp_path, text).poll.timeout == timeout
+
+
+def test_an_explicit_poll_timeout_longer_than_the_interval_stays_an_error() -> None:
+    assert problems_of("poll: {interval: 2s, timeout: 3s}\n") == [
+        "poll.timeout: must not be longer than poll.interval"]
+
+
 # --------------------------------------------------------------------------------------------
 # secrets
 

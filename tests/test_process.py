@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.clients import RawClient
+from tests.support.clients import RawClient, commandstats
 from tests.support.process import ExporterProcess
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import fetch, value, wait_for
@@ -144,3 +144,25 @@ def test_json_logs_are_one_object_per_line(redis_server: RedisServer,
     assert all({"ts", "level", "msg", "caller"} <= set(entry) for entry in entries)
     up = [entry for entry in entries if entry["msg"] == "target is up"]
     assert up and up[0]["target"] == "main" and up[0]["level"] == "info"
+
+
+def test_a_config_with_only_a_two_second_interval_starts_and_polls_every_two_seconds(
+        redis_server: RedisServer, tmp_path: os.PathLike[str]) -> None:
+    """`poll: {interval: 2s}` alone: the unset timeout follows the interval (as Prometheus'
+    scrape_timeout does) instead of refusing the file over a key the user never wrote."""
+    path = os.path.join(tmp_path, "config.yaml")
+    with open(path, "w") as handle:
+        handle.write("poll: {interval: 2s}\ndefaults: {connect_probe: {enabled: false}}\n"
+                     f"targets:\n  - {{name: main, url: 'redis://127.0.0.1:{redis_server.port}'}}\n")
+    proc = ExporterProcess.serving(path)
+    try:
+        wait_for(lambda: value(fetch(f"{proc.base}/metrics"), "redis_up", target="main") == 1,
+                 message="first poll")
+        before = commandstats(redis_server.port).get("info", 0)
+        time.sleep(7.0)
+        # Each reading is one INFO of ours; the exporter sends one INFO per poll.
+        polls = commandstats(redis_server.port).get("info", 0) - before - 1
+    finally:
+        stderr = proc.finish()
+    assert "Traceback" not in stderr
+    assert 3 <= polls <= 4, polls

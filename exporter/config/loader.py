@@ -93,7 +93,9 @@ def _read_poll(node: object, problems: Problems) -> PollConfig:
     # Unset, CLIENT LIST runs on every poll, whatever the interval.
     client_list_interval = read_duration(section, "poll", "client_list_interval", interval,
                                          problems)
-    timeout = read_duration(section, "poll", "timeout", base.timeout, problems)
+    # As Prometheus does for an unset scrape_timeout: the default, or the interval when that
+    # is shorter. A timeout the user wrote longer than the interval stays an error.
+    timeout = read_duration(section, "poll", "timeout", min(base.timeout, interval), problems)
     concurrency = read_int(section, "poll", "concurrency", base.concurrency, problems, minimum=1)
     if timeout > interval:  # as Prometheus rejects scrape_timeout > scrape_interval
         problems.add("poll.timeout", "must not be longer than poll.interval")
