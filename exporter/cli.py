@@ -23,6 +23,8 @@ from exporter.config.model import Config
 from exporter.config.targets import parse_target_url
 from exporter.config.web import WebConfig, WebConfigError, load_web_config
 from exporter.logsetup import LEVELS, configure, kv
+from exporter.poll.scheduler import PROBE_WORKERS
+from exporter.runtime import check_file_budget, limit_malloc_arenas
 from exporter.sharding import Shard, resolve_shard
 
 log = logging.getLogger(__name__)
@@ -153,7 +155,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_OK
     web = WebSettings(args.listen_address, args.telemetry_path, args.enable_lifecycle,
                       args.web_config_file)
+    _set_process_limits(config, shard, env)
     return run(config, web, lambda: load(args, env), web_config, shard)
+
+
+def _set_process_limits(config: Config, shard: Shard, env: Mapping[str, str]) -> None:
+    """Before any thread starts (see exporter/runtime.py)."""
+    arenas = limit_malloc_arenas(env)
+    log.info("malloc arenas %s", kv(max=arenas if arenas is not None
+                                    else env.get("MALLOC_ARENA_MAX", "glibc default")))
+    owned = shard.select(config.targets)
+    probing = any(target.connect_probe.enabled for target in owned)
+    check_file_budget(len(owned), min(PROBE_WORKERS, len(owned)) if probing else 0)
 
 
 def _web_config(path: str | None) -> tuple[WebConfig | None, list[str]]:

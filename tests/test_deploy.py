@@ -335,6 +335,11 @@ def test_systemd_unit_hardening(key: str) -> None:
     assert _unit()[f"Service.{key}"] == [HARDENING[key]]
 
 
+def test_systemd_unit_raises_the_open_files_limit() -> None:
+    """systemd's default soft limit (1,024) is below one descriptor per target at 1,000+."""
+    assert [int(value) for value in _unit()["Service.LimitNOFILE"]] == [65536]
+
+
 def test_systemd_unit_filters_system_calls() -> None:
     filters = _unit()["Service.SystemCallFilter"]
     assert "@system-service" in filters

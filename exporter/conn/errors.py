@@ -4,6 +4,7 @@ No free text reaches a label."""
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 import ssl
 
@@ -136,3 +137,20 @@ def is_tls_eof(error: BaseException) -> bool:
     text = str(error)
     return any(marker in text for marker in ("EOF occurred", "UNEXPECTED_EOF",
                                               "Connection reset", "Connection closed"))
+
+
+def out_of_files_hint(error: BaseException) -> str:
+    """For EMFILE/ENFILE anywhere in the chain (redis-py wraps them in a ConnectionError whose
+    kind is `other`): words that name the limit, so the log says what to raise. Else ""."""
+    seen: BaseException | None = error
+    for _ in range(6):
+        if seen is None:
+            return ""
+        if isinstance(seen, OSError) and seen.errno == errno.EMFILE:
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            return (f" (this process reached its open files limit, {limit}: raise LimitNOFILE "
+                    "or ulimit -n)")
+        if isinstance(seen, OSError) and seen.errno == errno.ENFILE:
+            return " (the system's open files limit, fs.file-max, is reached)"
+        seen = seen.__cause__ or seen.__context__
+    return ""

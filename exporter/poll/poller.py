@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from exporter.config.model import Config, ProbeConfig, TargetConfig
 from exporter.conn import connection as redis_connection
-from exporter.conn.errors import HandshakeRefused, ReplyCut, classify, is_tls_eof
+from exporter.conn.errors import HandshakeRefused, ReplyCut, classify, is_tls_eof, out_of_files_hint
 from exporter.conn.watchdog import Watchdog
 from exporter.expose.families import Capability, Kind, Step
 from exporter.expose.render import SelfView, render_redis, render_self
@@ -295,7 +295,7 @@ class TargetPoller:
         )
 
     def _message(self, error: BaseException) -> str:
-        text = f"{type(error).__name__}: {error}"
+        text = f"{type(error).__name__}: {error}{out_of_files_hint(error)}"
         return self.target.password.scrub(text) if self.target.password else text
 
     def close(self) -> None:
