@@ -383,7 +383,8 @@ def test_loading_server_is_reported_by_the_probe_and_recovers(
         def loading(text: str) -> bool:
             return (errors(text, "loading", "probe", "loading") >= 1
                     and value(text, PROBE, target="loading") == 0
-                    and value(text, "redis_up", target="loading") == 1)
+                    and value(text, "redis_up", target="loading") == 1
+                    and value(text, "redis_loading", target="loading") == 1)
 
         text = wait_until(exporter, "loading", loading, "probe kind loading")
         # INFO, CONFIG GET, CLIENT SETNAME and CLIENT LIST are served while loading: the held
@@ -395,7 +396,8 @@ def test_loading_server_is_reported_by_the_probe_and_recovers(
                  message="the RDB loaded")
     finally:
         watcher.close()
-    text = wait_until(exporter, "loading", lambda text: value(text, PROBE, target="loading") == 1,
+    text = wait_until(exporter, "loading", lambda text: value(text, PROBE, target="loading") == 1
+                      and value(text, "redis_loading", target="loading") == 0,
                       "probe success after loading", timeout=5)
     assert value(text, "redis_up", target="loading") == 1
     assert value(text, "redis_client_connections", target="loading", name=CLIENT_NAME,

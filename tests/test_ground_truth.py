@@ -116,6 +116,7 @@ def test_groups_match_the_clients_that_are_open(
 
 # INFO field -> the family the exporter names it (the Go peer's names).
 INFO_FAMILIES = {
+    "loading": "redis_loading",  # every server; the peer's redis_loading_dump_file
     "total_commands_processed": "redis_commands_processed_total",
     "total_net_input_bytes": "redis_net_input_bytes_total",
     "total_net_output_bytes": "redis_net_output_bytes_total",

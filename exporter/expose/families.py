@@ -119,6 +119,10 @@ START_TIME = _gauge("redis_start_time_seconds",
                     + _LAST_POLL)
 
 INFO_FIELDS = (
+    InfoField("loading", _gauge(
+        "redis_loading", "1 while Redis loads its dataset (at start, or a replica's full "
+        "sync), else 0 (INFO loading). New connections get LOADING errors meanwhile; INFO and "
+        "CLIENT LIST still answer. " + _LAST_POLL)),
     InfoField("connected_clients", _gauge(
         "redis_connected_clients", "Client connections, not counting replicas (INFO "
         "connected_clients). " + _LAST_POLL)),
@@ -309,7 +313,12 @@ BUILD_INFO = Family(_SELF + "build_info", "gauge", "Version of the exporter and 
                     "always 1.", ("version", "python_version", "redis_py_version"))
 RELOAD_OK = Family(_SELF + "config_last_reload_successful", "gauge", "1 if the last "
                    "configuration load succeeded.", ())
+WEB_RELOAD_OK = Family(_SELF + "web_config_last_reload_successful", "gauge", "1 if the last "
+                       "load of --web.config.file and its certificate files succeeded (1 "
+                       "without the flag); 0 keeps the last good TLS and basic auth settings.",
+                       ())
 TARGETS = Family(_SELF + "targets", "gauge", "Configured targets by the state of their last "
                  "poll (not yet polled targets are not counted).", ("state",))
 
-GLOBAL_FAMILIES: tuple[Family, ...] = (POLL_DURATION, BUILD_INFO, RELOAD_OK, TARGETS)
+GLOBAL_FAMILIES: tuple[Family, ...] = (POLL_DURATION, BUILD_INFO, RELOAD_OK, WEB_RELOAD_OK,
+                                       TARGETS)

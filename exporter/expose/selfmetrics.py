@@ -35,6 +35,8 @@ class SelfMetrics:
         build.labels(__version__, platform.python_version(), version("redis")).set(1)
         self.reload_ok = _gauge(families.RELOAD_OK, self.registry)
         self.reload_ok.set(1)
+        self.web_reload_ok = _gauge(families.WEB_RELOAD_OK, self.registry)
+        self.web_reload_ok.set(1)
         self.targets = _gauge(families.TARGETS, self.registry)
         for state in (TargetState.UP, TargetState.DOWN):
             self.targets.labels(state).set(0)

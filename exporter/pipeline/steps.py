@@ -17,9 +17,9 @@ Reply = Any
 
 # Redis 7.0+ takes several sections in one INFO; before, plain INFO (one section only).
 # `threads` (Redis 8.0+, per I/O thread clients, reads and writes) is not in the default set;
-# 7.0+ and Valkey ignore a section they do not have.
-INFO_SECTIONS: Command = ("INFO", "server", "clients", "memory", "stats", "replication",
-                          "threads")
+# 7.0+ and Valkey ignore a section they do not have. `persistence` for `loading` alone.
+INFO_SECTIONS: Command = ("INFO", "server", "clients", "memory", "persistence", "stats",
+                          "replication", "threads")
 CONFIG_KEYS = ("maxclients", "timeout", "client-output-buffer-limit")
 
 
