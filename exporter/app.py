@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from exporter.config.loader import ConfigError
 from exporter.config.model import Config, TargetConfig
-from exporter.config.web import WebConfig, load_web_config, server_ssl_context
+from exporter.config.web import WebConfig, load_web_config
 from exporter.conn.watchdog import Watchdog
-from exporter.expose.basic_auth import BasicAuth
 from exporter.expose.exposition import Exposition
 from exporter.expose.selfmetrics import SelfMetrics
 from exporter.expose.snapshot import SnapshotStore
 from exporter.expose.web import ExporterHTTPServer, serve_in_thread
+from exporter.expose.web_reload import WebConfigReloader, WebSecurity, load_security
 from exporter.logsetup import kv
 from exporter.pipeline import clientlist
 from exporter.poll.poller import TargetPoller
@@ -46,10 +46,6 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host[1:-1] if bracketed else host, int(port)
 
 
-class _IPv6Server(ExporterHTTPServer):
-    address_family = socket.AF_INET6
-
-
 class Exporter:
     """One running exporter; `start` binds and polls, `stop` closes everything."""
 
@@ -75,6 +71,7 @@ class Exporter:
         self._apply_changes(target_changes({}, static_targets(config, self.shard)), config)
         self.exposition = Exposition(self.store, self.self_metrics)
         self.server: ExporterHTTPServer | None = None
+        self.web_reloader: WebConfigReloader | None = None
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
 
@@ -110,8 +107,10 @@ class Exporter:
         A bad configuration is rejected as a whole: the running one stays, every problem is
         logged with its key path, and config_last_reload_successful goes to 0.
         """
+        web_problems = self.web_reloader.reload() if self.web_reloader else []
         if self.loader is None:
-            return []
+            self.store.touch()
+            return web_problems
         with self._reload_lock:
             try:
                 config = self.loader()
@@ -120,11 +119,11 @@ class Exporter:
                     log.error("reload rejected %s", kv(problem=problem))
                 self.self_metrics.reload_ok.set(0)
                 self.store.touch()
-                return list(error.problems)
+                return list(error.problems) + web_problems
             self._apply(config)
             self.self_metrics.reload_ok.set(1)
             self.store.touch()
-            return []
+            return web_problems
 
     def _apply(self, new: Config) -> None:
         """Apply `new` as changes: unchanged targets keep their poller, connection and
@@ -152,16 +151,20 @@ class Exporter:
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)
-        server_class = _IPv6Server if ":" in host else ExporterHTTPServer
-        web_config = self.web_config
-        tls = web_config.tls if web_config else None
-        self.server = server_class(
+        security = load_security(self.web_config.path) if self.web_config else None
+        self.server = ExporterHTTPServer(
             (host, port), self.exposition, self.store, self.web.telemetry_path,
             self._ready.is_set, reload=self.reload if self.web.enable_lifecycle else None,
-            ssl_context=server_ssl_context(tls) if tls else None,
-            auth=BasicAuth(web_config.users) if web_config and web_config.users else None,
-            roster=lambda: self.roster)
+            ssl_context=security.tls if security else None,
+            auth=security.auth if security else None,
+            roster=lambda: self.roster,
+            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         serve_in_thread(self.server)
+        if security is not None:
+            self.web_reloader = WebConfigReloader(security, self._apply_web_security,
+                                                  self._web_reloaded)
+            self.web_reloader.start()
+        tls = security.tls if security else None
         self.scheduler.start()
         self._ready.set()
         log.info("listening %s", kv(
@@ -169,6 +172,15 @@ class Exporter:
             configured=len(self.config.targets), shard=f"{self.shard.index}/{self.shard.count}",
             tls=tls is not None, basic_auth=self.server.auth is not None,
             scanner="compiled" if clientlist.compiled_scanner_available() else "pure"))
+
+    def _apply_web_security(self, security: WebSecurity) -> None:
+        assert self.server is not None
+        self.server.set_security(security.tls, security.auth)
+        self.web_config = security.config
+
+    def _web_reloaded(self, ok: bool) -> None:
+        self.self_metrics.web_reload_ok.set(1 if ok else 0)
+        self.store.touch()
 
     def bound_address(self) -> str:
         if self.server is None:
@@ -178,6 +190,8 @@ class Exporter:
 
     def stop(self) -> None:
         self._ready.clear()
+        if self.web_reloader is not None:
+            self.web_reloader.stop()
         if self.server is not None:
             self.server.shutdown()
         self.scheduler.stop()

@@ -1,36 +1,30 @@
-"""HTTP surface: /metrics, /scrape, /, /-/healthy, /-/ready, /-/reload. Keep-alive, TCP_NODELAY,
-backlog 256; TLS and basic auth on every path when --web.config.file sets them."""
+"""HTTP surface: /metrics, /scrape, /, /-/healthy, /-/ready, /-/reload, served by HTTPFront
+(keep-alive, header deadline, no thread per idle connection); TLS and basic auth on every path
+when --web.config.file sets them."""
 
 from __future__ import annotations
 
 import html
-import logging
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from exporter import __version__
 from exporter.expose.basic_auth import BasicAuth
 from exporter.expose.exposition import Exposition, TargetExposition
+from exporter.expose.http_front import HTTPFront, Request, Response
 from exporter.expose.snapshot import SnapshotStore
-from exporter.logsetup import kv
 from exporter.sharding import Roster
 
-log = logging.getLogger(__name__)
-
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
-HANDSHAKE_TIMEOUT = 10.0  # a client that stalls its TLS handshake holds only its own thread
 
 
-class ExporterHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-    allow_reuse_address = True
+class ExporterHTTPServer:
+    """The exporter's routes on an HTTPFront. `set_security` swaps the TLS context and the
+    basic auth users at once (a reloaded --web.config.file): requests that arrive after it
+    returns are checked against the new ones."""
 
     def __init__(self, address: tuple[str, int], exposition: Exposition, store: SnapshotStore,
                  telemetry_path: str, ready: Callable[[], bool],
@@ -38,157 +32,114 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                  reload: Callable[[], list[str]] | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  auth: BasicAuth | None = None,
-                 roster: Callable[[], Roster] | None = None) -> None:
+                 roster: Callable[[], Roster] | None = None,
+                 family: int = socket.AF_INET) -> None:
         self.exposition = exposition
         self.targets = TargetExposition(store)
         # Configured targets and the shard; without one, every target in the store is ours.
         self.roster = roster or (lambda: Roster(tuple(s.target for s in store.read()[1])))
-        self.ssl_context = ssl_context  # None: plain HTTP
         self.auth = auth  # None: no basic auth
         self.reload = reload  # None unless --web.enable-lifecycle
         self.store = store
         self.telemetry_path = telemetry_path
         self.ready = ready
         self.wall_clock = wall_clock
-        super().__init__(address, _Handler)
+        self.front = HTTPFront(address, self.respond, ssl_context, family)
+        self.server_address = self.front.server_address
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        # Only wrapped here; the handshake runs in the request's thread (finish_request), so a
-        # slow or silent client never blocks the accept loop.
-        sock, address = super().get_request()
-        if self.ssl_context is None:
-            return sock, address
-        try:
-            return self.ssl_context.wrap_socket(sock, server_side=True,
-                                                do_handshake_on_connect=False), address
-        except OSError:
-            sock.close()
-            raise
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self.front.tls
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            try:
-                request.settimeout(HANDSHAKE_TIMEOUT)
-                request.do_handshake()
-            except (OSError, ValueError) as error:  # plain HTTP, wrong or no client cert...
-                log.debug("tls handshake failed %s", kv(client=client_address[0], err=error))
-                return
-        super().finish_request(request, client_address)
+    def set_security(self, ssl_context: ssl.SSLContext | None, auth: BasicAuth | None) -> None:
+        self.auth = auth
+        self.front.use_tls(ssl_context)
 
+    def serve(self) -> None:
+        self.front.start()
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: ExporterHTTPServer
-    timeout = 60
+    def shutdown(self) -> None:
+        self.front.shutdown()
 
-    def parse_request(self) -> bool:
+    def server_close(self) -> None:
+        self.front.server_close()
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def respond(self, request: Request) -> Response:
         """Every path, health and reload included, is behind basic auth when it is set."""
-        if not super().parse_request():
-            return False
-        auth = self.server.auth
-        if auth is None or auth.check(self.headers.get("Authorization")):
-            return True
-        extra = {"WWW-Authenticate": "Basic"}
-        if self.command not in ("GET", "HEAD"):  # an unread body would break keep-alive
-            self.close_connection = True
-            extra["Connection"] = "close"
-        self._text(401, "Unauthorized\n", extra)
-        return False
+        auth = self.auth
+        if auth is not None and not auth.check(request.headers.get("Authorization")):
+            # A body left unread closes the connection (HTTPFront): keep-alive stays sane.
+            return _text(401, "Unauthorized\n", {"WWW-Authenticate": "Basic"})
+        if request.method in ("GET", "HEAD"):
+            return self._get(request)
+        if request.method in ("POST", "PUT"):
+            return self._post(request)
+        return _text(501, "Unsupported method\n", close=True)
 
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path == self.server.telemetry_path:
-            self._metrics()
-        elif path == "/scrape":
-            self._scrape(urlsplit(self.path).query)
-        elif path == "/":
-            self._send(200, "text/html; charset=utf-8", landing_page(self.server).encode())
-        elif path in ("/-/healthy", "/health"):
-            self._text(200, "Healthy\n")
-        elif path == "/-/reload":
-            self._text(405, "Only POST or PUT requests allowed\n", {"Allow": "POST, PUT"})
-        elif path == "/-/ready":
-            if self.server.ready():
-                self._text(200, "Ready\n")
-            else:
-                self._text(503, "Not ready\n")
-        else:
-            self._text(404, "Not found\n")
+    def _get(self, request: Request) -> Response:
+        parts = urlsplit(request.target)
+        path = parts.path
+        if path == self.telemetry_path:
+            gzipped = _wants_gzip(request)
+            return _metrics(self.exposition.body(gzipped), gzipped)
+        if path == "/scrape":
+            return self._scrape(parts.query, _wants_gzip(request))
+        if path == "/":
+            return Response(200, landing_page(self).encode(), "text/html; charset=utf-8")
+        if path in ("/-/healthy", "/health"):
+            return _text(200, "Healthy\n")
+        if path == "/-/reload":
+            return _text(405, "Only POST or PUT requests allowed\n", {"Allow": "POST, PUT"})
+        if path == "/-/ready":
+            return _text(200, "Ready\n") if self.ready() else _text(503, "Not ready\n")
+        return _text(404, "Not found\n")
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
+    def _post(self, request: Request) -> Response:
+        """Only /-/reload, and only with --web.enable-lifecycle (as in Prometheus). The
+        answer does not wait for a body it will not use."""
+        if urlsplit(request.target).path != "/-/reload":
+            return _text(404, "Not found\n")
+        if self.reload is None:
+            return _text(403, "Lifecycle API is not enabled.\n")
+        request.read_body()  # ignored; read so that the connection stays usable
+        problems = self.reload()
+        if problems:  # key paths and messages only: never a secret
+            return _text(500, "failed to reload config:\n" + "".join(f"{p}\n" for p in problems))
+        return _text(200, "")
 
-    def do_POST(self) -> None:
-        """Only /-/reload, and only with --web.enable-lifecycle (as in Prometheus)."""
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 65536))  # keep the connection usable
-        if urlsplit(self.path).path != "/-/reload":
-            self._text(404, "Not found\n")
-        elif self.server.reload is None:
-            self._text(403, "Lifecycle API is not enabled.\n")
-        else:
-            problems = self.server.reload()
-            if problems:  # key paths and messages only: never a secret
-                text = "failed to reload config:\n" + "".join(f"{p}\n" for p in problems)
-                self._text(500, text)
-            else:
-                self._text(200, "")
-
-    def do_PUT(self) -> None:
-        self.do_POST()
-
-    def _metrics(self) -> None:
-        want_gzip = self._wants_gzip()
-        self._send_metrics(self.server.exposition.body(want_gzip), want_gzip)
-
-    def _wants_gzip(self) -> bool:
-        return "gzip" in self.headers.get("Accept-Encoding", "")
-
-    def _send_metrics(self, body: bytes, gzipped: bool) -> None:
-        self._send(200, CONTENT_TYPE_METRICS, body,
-                   {"Content-Encoding": "gzip"} if gzipped else None)
-
-    def _scrape(self, query: str) -> None:
+    def _scrape(self, query: str, want_gzip: bool) -> Response:
         """One target for the multi-target pattern: the scraper's `instance` names it."""
         names = parse_qs(query, keep_blank_values=True).get("target", [])
         if len(names) != 1 or not names[0]:
             problem = "missing" if not names or not names[0] else "repeated"
-            self._text(400, f"'target' parameter is {problem}: use /scrape?target=<name>\n")
-            return
-        name, roster = names[0], self.server.roster()
+            return _text(400, f"'target' parameter is {problem}: use /scrape?target=<name>\n")
+        name, roster = names[0], self.roster()
         if name not in roster.known:
-            self._text(404, f"unknown target {name!r}\n")
-            return
+            return _text(404, f"unknown target {name!r}\n")
         if not roster.shard.owns(name):
-            self._text(404, f"target {name!r} is not in this shard: it is in shard "
-                       f"{roster.shard.of(name)}, this exporter is "
-                       f"{roster.shard.describe()}\n")
-            return
-        want_gzip = self._wants_gzip()
-        body = self.server.targets.body(name, want_gzip)
+            return _text(404, f"target {name!r} is not in this shard: it is in shard "
+                         f"{roster.shard.of(name)}, this exporter is "
+                         f"{roster.shard.describe()}\n")
+        body = self.targets.body(name, want_gzip)
         if body is None:  # configured a moment ago by a reload, not yet published
-            self._text(503, f"target {name!r} has no data yet\n", {"Retry-After": "1"})
-            return
-        self._send_metrics(body, want_gzip)
+            return _text(503, f"target {name!r} has no data yet\n", {"Retry-After": "1"})
+        return _metrics(body, want_gzip)
 
-    def _text(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
-        self._send(status, "text/plain; charset=utf-8", text.encode("utf-8"), extra)
 
-    def _send(self, status: int, content_type: str, body: bytes,
-              extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+def _wants_gzip(request: Request) -> bool:
+    return "gzip" in request.headers.get("Accept-Encoding", "")
 
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("http %s", format % args)
+
+def _metrics(body: bytes, gzipped: bool) -> Response:
+    return Response(200, body, CONTENT_TYPE_METRICS,
+                    {"Content-Encoding": "gzip"} if gzipped else {})
+
+
+def _text(status: int, text: str, extra: dict[str, str] | None = None,
+          close: bool = False) -> Response:
+    return Response(status, text.encode("utf-8"), headers=extra or {}, close=close)
 
 
 def landing_page(server: ExporterHTTPServer) -> str:
@@ -227,8 +178,5 @@ def _shard_note(roster: Roster) -> str:
             f"targets.</p><p>Not in this shard: {others or 'none'}</p>")
 
 
-def serve_in_thread(server: ExporterHTTPServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="http", daemon=True)
-    thread.start()
-    return thread
+def serve_in_thread(server: ExporterHTTPServer) -> None:
+    server.serve()

@@ -17,27 +17,39 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class ExporterProcess:
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
-        self.args = [sys.executable, "-m", "exporter", *args]
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None,
+                 open_files: tuple[int, int] | None = None, log_file: str | None = None) -> None:
+        """`open_files`: the (soft, hard) RLIMIT_NOFILE the process starts with; `log_file`:
+        stderr goes there instead of a pipe (a pipe nobody reads stalls a chatty process)."""
+        # util-linux prlimit (essential in Debian): a preexec_fn is unsafe in a threaded test.
+        limit = ["prlimit", f"--nofile={open_files[0]}:{open_files[1]}", "--"] if open_files else []
+        self.args = [*limit, sys.executable, "-m", "exporter", *args]
         self.env = {**os.environ, **(env or {})}
+        self.log_file = log_file
         self.process: subprocess.Popen[str] | None = None
         self.stderr = ""
         self.base = ""
 
+
     @classmethod
-    def serving(cls, config_file: str, *args: str,
-                env: dict[str, str] | None = None) -> ExporterProcess:
+    def serving(cls, config_file: str, *args: str, env: dict[str, str] | None = None,
+                open_files: tuple[int, int] | None = None,
+                log_file: str | None = None) -> ExporterProcess:
         """Started with `config_file` on a free loopback port, and ready; `.base` is its URL."""
         port = free_port()
         proc = cls(["--config.file", config_file, "--web.listen-address", f"127.0.0.1:{port}",
-                    *args], env=env)
+                    *args], env=env, open_files=open_files, log_file=log_file)
         proc.base = f"http://127.0.0.1:{port}"
         proc.start(ready_url=f"{proc.base}/-/ready")
         return proc
 
     def start(self, ready_url: str | None = None, timeout: float = 10.0) -> None:
+        stderr = (open(self.log_file, "w", encoding="utf-8")  # noqa: SIM115 (child's now)
+                  if self.log_file else subprocess.PIPE)
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                        stdout=subprocess.PIPE, stderr=stderr)
+        if self.log_file:
+            stderr.close()
         if ready_url is None:
             return
         deadline = time.monotonic() + timeout
@@ -66,4 +78,7 @@ class ExporterProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
         _, self.stderr = self.process.communicate(timeout=10)
+        if self.log_file:
+            with open(self.log_file, encoding="utf-8") as handle:
+                self.stderr = handle.read()
         return self.stderr

@@ -1,0 +1,297 @@
+"""An HTTP/1.1 server that holds idle and half-open connections without a thread each.
+
+The standard library's servers spend a thread (and block it) per connection: a few thousand
+half-open requests then hold thousands of threads until their timeout, and slow `/metrics`.
+Here one asyncio loop reads every request head (at most HEAD_TIMEOUT after the connection
+opens, or after the first byte of a keep-alive request; an idle keep-alive connection costs a
+descriptor and a buffer), and only complete requests reach a small pool of handler threads,
+where the routing, basic auth and rendering run as plain blocking code.
+(aiohttp and uvicorn have no header read timeout; this is ~250 lines of asyncio instead.)
+
+TLS is asyncio's, with a handshake deadline. A new TLS context (a rotated certificate) applies
+to connections accepted from then on: the listener is served again with it, and connections
+open already keep the context they were accepted with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import errno
+import http.client
+import io
+import logging
+import resource
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from exporter.logsetup import kv
+
+log = logging.getLogger(__name__)
+
+HEAD_TIMEOUT = 5.0  # the request line and headers, as Go's ReadHeaderTimeout
+IDLE_TIMEOUT = 120.0  # between keep-alive requests (Prometheus scrapes every 15 s to 1 m)
+HANDSHAKE_TIMEOUT = 10.0
+WRITE_TIMEOUT = 60.0
+MAX_HEAD = 64 * 1024
+MAX_BODY = 64 * 1024  # only /-/reload takes a body, and ignores it
+WORKERS = 8
+
+
+@dataclass
+class Request:
+    """A complete request head; `read_body` fetches the body (up to MAX_BODY) on demand."""
+
+    method: str
+    target: str
+    version: str
+    headers: http.client.HTTPMessage
+    client: str
+    read_body: Callable[[], bytes] = field(default=lambda: b"", repr=False)
+    body_pending: bool = False  # a body was announced and not read
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False
+
+
+Handler = Callable[[Request], Response]
+
+
+class HTTPFront:
+    """Serves `handler` on `address` from a loop thread; `tls()` gives the current context."""
+
+    def __init__(self, address: tuple[str, int], handler: Handler,
+                 tls: ssl.SSLContext | None = None, family: int = socket.AF_INET,
+                 backlog: int = 256, workers: int = WORKERS) -> None:
+        self.handler = handler
+        self._tls = tls
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            self._sock.bind(address)
+            self._sock.listen(backlog)
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.setblocking(False)
+        self.server_address: tuple[Any, ...] = self._sock.getsockname()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="http")
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet)
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        return self._tls
+
+    def start(self) -> None:
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(started,), name="http-loop",
+                                        daemon=True)
+        self._thread.start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._listen(self._tls))
+        started.set()
+        self._loop.run_forever()
+
+    async def _listen(self, tls: ssl.SSLContext | None) -> None:
+        """Serve the listener (a duplicate of it: closing a server closes its socket) with
+        `tls`; the server before it stops accepting, its connections stay."""
+        previous = self._server
+        self._server = await asyncio.start_server(
+            self._connection, sock=self._sock.dup(), ssl=tls, limit=MAX_HEAD,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None)
+        self._tls = tls
+        if previous is not None:
+            previous.close()
+
+    def use_tls(self, tls: ssl.SSLContext | None) -> None:
+        """New connections are served with `tls` (None: plain HTTP) once this returns."""
+        asyncio.run_coroutine_threadsafe(self._listen(tls), self._loop).result(timeout=10)
+
+    def shutdown(self) -> None:
+        """Stop accepting, close every connection, stop the loop and the handler threads."""
+        if self._thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._thread = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    def server_close(self) -> None:
+        self._sock.close()
+        if self._thread is None and not self._loop.is_closed():
+            self._loop.close()
+
+    # -- one connection ------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) else ""
+        try:
+            first = True
+            while True:
+                request = await self._read_request(reader, writer, client, first)
+                if request is None:
+                    return
+                first = False
+                response = await self._loop.run_in_executor(self._pool, self._handle, request)
+                if request.body_pending:  # unread: the stream is not at a request boundary
+                    response.close = True
+                await self._write(writer, request, response)
+                if response.close:
+                    return
+        except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError, ssl.SSLError, ValueError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _handle(self, request: Request) -> Response:
+        try:
+            return self.handler(request)
+        except Exception:  # a bug in a route: the client gets 500, the server stays up
+            log.exception("http handler failed")
+            return Response(500, b"Internal Server Error\n", close=True)
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            client: str, first: bool) -> Request | None:
+        if not first:  # a keep-alive connection: idle until the next request starts
+            try:
+                start = await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
+            except asyncio.TimeoutError:
+                return None
+            if not start:
+                return None
+        else:
+            start = b""
+        try:
+            head = start + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            await self._reject(writer, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            return None
+        except asyncio.IncompleteReadError:
+            return None
+        parsed = _parse_head(head, client)
+        if isinstance(parsed, HTTPStatus):
+            await self._reject(writer, parsed)
+            return None
+        length = parsed.headers.get("Content-Length", "0").strip() or "0"
+        if "Transfer-Encoding" in parsed.headers or not length.isdigit():
+            await self._reject(writer, HTTPStatus.BAD_REQUEST)
+            return None
+        if int(length):
+            self._offer_body(parsed, reader, int(length))
+        return parsed
+
+    def _offer_body(self, request: Request, reader: asyncio.StreamReader, length: int) -> None:
+        """The handler thread may read the body through the loop, with the head's deadline."""
+        request.body_pending = True
+
+        def read_body() -> bytes:
+            if length > MAX_BODY:
+                return b""  # left unread: the connection closes after the response
+            body = asyncio.run_coroutine_threadsafe(
+                asyncio.wait_for(reader.readexactly(length), HEAD_TIMEOUT), self._loop
+            ).result(timeout=HEAD_TIMEOUT + 1)
+            request.body_pending = False
+            return body
+
+        request.read_body = read_body
+
+    async def _reject(self, writer: asyncio.StreamWriter, status: HTTPStatus) -> None:
+        text = f"{status.value} {status.phrase}\n".encode()
+        writer.write(_head(status.value, "text/plain; charset=utf-8", len(text), {}, True) + text)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+
+    async def _write(self, writer: asyncio.StreamWriter, request: Request,
+                     response: Response) -> None:
+        close = response.close or not _keep_alive(request)
+        head = _head(response.status, response.content_type, len(response.body),
+                     response.headers, close)
+        writer.write(head if request.method == "HEAD" else head + response.body)
+        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        response.close = close
+
+
+def _parse_head(head: bytes, client: str) -> Request | HTTPStatus:
+    line, _, rest = head.partition(b"\r\n")
+    parts = line.split()
+    if len(parts) != 3:
+        return HTTPStatus.BAD_REQUEST
+    try:
+        method, target, version = (part.decode("ascii") for part in parts)
+    except UnicodeDecodeError:
+        return HTTPStatus.BAD_REQUEST
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        return (HTTPStatus.HTTP_VERSION_NOT_SUPPORTED if version.startswith("HTTP/")
+                else HTTPStatus.BAD_REQUEST)
+    try:
+        headers = http.client.parse_headers(io.BytesIO(rest))
+    except http.client.HTTPException:  # over 100 headers, or a line over 64 KiB
+        return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+    return Request(method, target, version, headers, client)
+
+
+def _keep_alive(request: Request) -> bool:
+    connection = request.headers.get("Connection", "").lower()
+    if request.version == "HTTP/1.0":
+        return connection == "keep-alive"
+    return connection != "close"
+
+
+def _head(status: int, content_type: str, length: int, extra: dict[str, str],
+          close: bool) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {email.utils.formatdate(usegmt=True)}",
+             f"Content-Type: {content_type}", f"Content-Length: {length}"]
+    lines += [f"{key}: {value}" for key, value in extra.items()]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Failed TLS handshakes and reset connections are the clients' business: debug only.
+    Out of descriptors, asyncio pauses accepting for a second: that one names the limit."""
+    error = context.get("exception")
+    if isinstance(error, OSError) and error.errno in (errno.EMFILE, errno.ENFILE):
+        log.error("http cannot accept: out of open files %s",
+                  kv(limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        return
+    log.debug("http connection error %s", kv(msg=context.get("message", ""), err=error))
