@@ -44,12 +44,13 @@ class ExporterProcess:
         return proc
 
     def start(self, ready_url: str | None = None, timeout: float = 10.0) -> None:
-        stderr = (open(self.log_file, "w", encoding="utf-8")  # noqa: SIM115 (child's now)
-                  if self.log_file else subprocess.PIPE)
-        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, text=True,
-                                        stdout=subprocess.PIPE, stderr=stderr)
         if self.log_file:
-            stderr.close()
+            with open(self.log_file, "w", encoding="utf-8") as log:  # the child keeps its copy
+                self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, text=True,
+                                                stdout=subprocess.PIPE, stderr=log)
+        else:
+            self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, text=True,
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if ready_url is None:
             return
         deadline = time.monotonic() + timeout
