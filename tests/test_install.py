@@ -20,7 +20,7 @@ def _venv_line() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     found = re.findall(r"^python3 -m venv .*$", readme, re.MULTILINE)
     assert len(found) == 1, "the README has one venv install line"
-    return found[0]
+    return str(found[0])
 
 
 def _system_python() -> str:
