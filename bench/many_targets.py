@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
-import http.client
 import os
 import re
 import signal
@@ -27,12 +25,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from bench.processes import free_port, process, redis_server, redis_with_clients
+from bench.exporter_process import Http, cpu_seconds, exporter, memory_mb, wait_for
+from bench.processes import process, redis_server, redis_with_clients
+from bench.worker_memory import WorkerRss, measure
+from bench.worker_memory import rows as worker_rows
 
 T = TypeVar("T")
 MB = 1024 * 1024
@@ -48,85 +49,6 @@ GOAL_LATENCY_MS = 50.0
 GOAL_CPU_PERCENT = 25.0
 GOAL_RSS_MB = 150.0
 O1_BYTES_SLACK = 0.01  # values grow by a few digits; a new series would add ~100 bytes
-
-
-# -- the exporter process and what /proc says about it ---------------------------------------
-class Http:
-    """GET over one keep-alive connection; reconnects once if the server closed it."""
-
-    def __init__(self, port: int, timeout: float = 30.0) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def get(self, path: str, want_gzip: bool = False) -> tuple[int, float, bytes]:
-        """(status, seconds from send to the last byte of the body, body as sent)."""
-        headers = {"Accept-Encoding": "gzip"} if want_gzip else {}
-        for attempt in (1, 2):
-            started = time.perf_counter()
-            try:
-                self.conn.request("GET", path, headers=headers)
-                response = self.conn.getresponse()
-                body = response.read()
-                return response.status, time.perf_counter() - started, body
-            except (ConnectionError, http.client.HTTPException):
-                self.conn.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def scrape(self) -> tuple[float, bytes]:
-        """(seconds of the GET, plain body), fetched gzipped as Prometheus does."""
-        status, seconds, body = self.get("/metrics", want_gzip=True)
-        if status != 200:
-            raise RuntimeError(f"/metrics answered {status}")
-        return seconds, gzip.decompress(body)
-
-    def metrics(self) -> bytes:
-        return self.scrape()[1]
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of the process, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            result = check()
-            if result is not None:
-                return result
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@contextlib.contextmanager
-def exporter(config: str, workdir: str) -> Iterator[tuple[int, Http]]:
-    """The exporter as a subprocess (its log in workdir); yields (pid, keep-alive client)."""
-    port = free_port()
-    args = [sys.executable, "-m", "exporter", "--config.file", config,
-            "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
-    with process(args, stderr_path=os.path.join(workdir, "exporter.log")) as proc:
-        client = Http(port)
-        try:
-            wait_for(lambda: client.get("/-/ready")[0] == 200 or None, 30, "/-/ready")
-            yield proc.pid, client
-        finally:
-            client.close()
 
 
 # -- the 1,000-target phase ------------------------------------------------------------------
@@ -216,28 +138,37 @@ class ManyResult:
     steady: Steady
     latency: dict[str, list[float]]
     startup_seconds: float  # exporter start to redis_up 1 on every target
+    workers: list[WorkerRss]  # RSS by poll workers, with and without the arena cap
 
 
 def run_many(options: argparse.Namespace, workdir: str) -> ManyResult:
     per_server = -(-options.targets // options.servers)
-    hold_seconds = options.settle + options.window + 600
+    phases = 1 + 2 * len(options.workers)
+    hold_seconds = phases * (options.settle + options.window + 200) + 600
     with contextlib.ExitStack() as stack:
         ports = [stack.enter_context(server_holding(
             options.clients_per_server, options.clients_per_server + per_server + 256,
             hold_seconds)) for _ in range(options.servers)]
         config = os.path.join(workdir, "many.yaml")
         write_config(config, ports, options.targets, options.interval)
-        pid, client = stack.enter_context(exporter(config, workdir))
-        started = time.monotonic()
-        wait_for(lambda: len(UP_ONE.findall(client.metrics())) == options.targets or None,
-                 options.startup_timeout, f"redis_up 1 on all {options.targets} targets")
-        startup = time.monotonic() - started
-        print(f"all {options.targets} targets up after {startup:.1f}s; settling "
-              f"{options.settle:g}s, then measuring {options.window:g}s", file=sys.stderr)
-        time.sleep(options.settle)
-        steady = steady_state(pid, client, options.window, options.interval)
-        return ManyResult(options.targets, steady,
-                          latency(client, options.requests, options.pause), startup)
+        with exporter(config, workdir) as (pid, client):
+            started = time.monotonic()
+            wait_for(lambda: len(UP_ONE.findall(client.metrics())) == options.targets or None,
+                     options.startup_timeout, f"redis_up 1 on all {options.targets} targets")
+            startup = time.monotonic() - started
+            print(f"all {options.targets} targets up after {startup:.1f}s; settling "
+                  f"{options.settle:g}s, then measuring {options.window:g}s", file=sys.stderr)
+            time.sleep(options.settle)
+            steady = steady_state(pid, client, options.window, options.interval)
+            timings = latency(client, options.requests, options.pause)
+        workers = []
+        for count in options.workers:
+            for capped in (True, False):
+                print(f"RSS with {count} workers, arenas capped: {capped}", file=sys.stderr)
+                workers.append(measure(ports, options.targets, count, capped, workdir,
+                                       options.settle, options.window,
+                                       lambda body: len(UP_ONE.findall(body))))
+        return ManyResult(options.targets, steady, timings, startup, workers)
 
 
 # -- /metrics is O(1) in clients -------------------------------------------------------------
@@ -306,6 +237,7 @@ def report(many: ManyResult, o1: dict[int, dict[str, float]], interval: float,
         f"| scrape every {interval:g}s during the window (gzip), ms | | "
         f"{fmt(steady.scrape_ms)} | |",
     ]
+    lines += worker_rows(many.workers, many.targets)
     if o1:
         (small_n, small), (large_n, large) = sorted(o1.items())[0], sorted(o1.items())[-1]
         flat = large["ms"] <= max(small["ms"] * 1.5, small["ms"] + 2.0)
@@ -338,6 +270,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-timeout", type=float, default=180.0)
     parser.add_argument("--o1-clients", type=int, nargs="*", default=[200, 5000],
                         help="client counts of the one-target phase (none: skip it)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[16, 32],
+                        help="poll.concurrency values of the RSS phase (none: skip it)")
     parser.add_argument("--markdown", help="also write the table to this file")
     return parser.parse_args(argv)
 

@@ -20,13 +20,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(args: Sequence[str], ready: str | None = None,
-            stderr_path: str | None = None) -> Iterator[subprocess.Popen[str]]:
-    """Start `args`; wait for a stdout line containing `ready` when given; stderr to a file."""
+def process(args: Sequence[str], ready: str | None = None, stderr_path: str | None = None,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """Start `args` (`env` added to this process' environment); wait for a stdout line
+    containing `ready` when given; stderr to a file."""
     # stdout is read only for the ready line; otherwise it goes nowhere, so it can never fill up.
     stdout = subprocess.PIPE if ready is not None else subprocess.DEVNULL
     with open(stderr_path or os.devnull, "w") as stderr:
-        proc = subprocess.Popen(list(args), stdout=stdout, stderr=stderr, text=True)
+        proc = subprocess.Popen(list(args), stdout=stdout, stderr=stderr, text=True,
+                                env={**os.environ, **env} if env else None)
     try:
         if ready is not None:
             assert proc.stdout is not None
