@@ -7,7 +7,8 @@ config -> sources -> conn -> pipeline -> poll -> expose, with
 - `pipeline/` pure: no redis-py, sockets, threads, clocks or processes, no I/O stage;
 - `expose/` never reaching a connection or a poller;
 - `expose/families.py`, the one table of names, a leaf that every stage may read;
-- only `conn/` importing redis-py (it is the only folder that talks to Redis).
+- only `conn/` importing redis-py (it is the only folder that talks to Redis), and `pools/`,
+  which wraps an application's own redis-py pools (library mode) and imports nothing of the daemon.
 The tests at the end feed `violations` imports that break each rule, so the check can fail.
 """
 
@@ -54,6 +55,8 @@ RULES: Mapping[str, Rule] = {
     "poll": _rule("exporter", "config", "conn", "pipeline", "poll", "expose", "logsetup"),
     "expose": _rule("exporter", "config", "pipeline", "expose", "logsetup", "sharding"),
     "expose.families": _rule(),
+    # Library mode, imported by applications: their redis-py pools and the table, no daemon.
+    "pools": _rule("pools", "expose.families", redis=True),
 }
 
 
@@ -170,6 +173,9 @@ def test_the_walk_sees_imports_inside_functions_and_try_blocks() -> None:
     ("exporter.poll.poller", "exporter.app"),
     ("exporter.conn.connection", "exporter.poll.stats"),
     ("exporter.expose.families", "exporter.config.model"),
+    ("exporter.pools.registry", "exporter.config.loader"),
+    ("exporter.pools.registry", "exporter.expose.web"),
+    ("exporter.pools.registry", "exporter.logsetup"),
 ])
 def test_a_forbidden_import_is_reported(module: str, imported: str) -> None:
     assert violations(module, [imported]) == [f"{module} -> {imported}"]
@@ -182,6 +188,8 @@ def test_a_forbidden_import_is_reported(module: str, imported: str) -> None:
     ("exporter.poll.poller", "exporter.expose.render"),
     ("exporter.expose.web", "exporter.pipeline.groups"),
     ("exporter.app", "exporter.poll.scheduler"),
+    ("exporter.pools.wrapping", "redis.exceptions"),
+    ("exporter.pools.registry", "exporter.expose.families"),
 ])
 def test_an_allowed_import_is_not_reported(module: str, imported: str) -> None:
     assert violations(module, [imported]) == []

@@ -322,3 +322,29 @@ TARGETS = Family(_SELF + "targets", "gauge", "Configured targets by the state of
 
 GLOBAL_FAMILIES: tuple[Family, ...] = (POLL_DURATION, BUILD_INFO, RELOAD_OK, WEB_RELOAD_OK,
                                        TARGETS)
+
+# Library mode (exporter/pools): an application's own redis-py pools, in its own registry.
+_POOL = ("pool",)
+LIBRARY_POOL_CONNECTIONS = Family(
+    "redis_pool_connections", "gauge", "Connection objects of the application's redis-py pool "
+    "by state (idle, in_use), from the pool's get_connection_count(): pooled objects, not "
+    "sockets (an idle one may have no socket).", ("pool", "state"))
+LIBRARY_POOL_MAX = Family("redis_pool_max_connections", "gauge", "The pool's max_connections.",
+                          _POOL)
+LIBRARY_POOL_WAIT = Family(
+    "redis_pool_wait_seconds", "histogram", "Time in the pool's get_connection: waiting for a "
+    "free connection, and connecting a new one; timeouts included.", _POOL)
+LIBRARY_POOL_TIMEOUTS = Family(
+    "redis_pool_wait_timeouts_total", "counter", "get_connection calls that found no connection: "
+    "a BlockingConnectionPool's timeout ('No connection available.') or a ConnectionPool at "
+    "max_connections ('Too many connections'); a refused server is not counted.", _POOL)
+LIBRARY_POOL_CREATED = Family(
+    "redis_pool_connections_created_total", "counter", "Connections the pool created "
+    "(make_connection).", _POOL)
+LIBRARY_POOL_INFO = Family(
+    "redis_pool_info", "gauge", "The pool's client name and server (host:port or socket path, "
+    "spelled as redis_connection_exporter_target_info's address), always 1: join on them.",
+    ("pool", "client_name", "server"))
+LIBRARY_POOL_FAMILIES: tuple[Family, ...] = (
+    LIBRARY_POOL_CONNECTIONS, LIBRARY_POOL_MAX, LIBRARY_POOL_WAIT, LIBRARY_POOL_TIMEOUTS,
+    LIBRARY_POOL_CREATED, LIBRARY_POOL_INFO)
