@@ -19,7 +19,8 @@ def test_metric_table_lists_exactly_the_exported_families() -> None:
     documented = dict(re.findall(r"^\| `([a-z_]+)` \| (gauge|counter|histogram) \|",
                                  _readme(), re.MULTILINE))
     exported = {family.name: family.type for family in metrics.TARGET_FAMILIES}
-    exported.update({family.name: family.type for family in metrics.GLOBAL_FAMILIES})
+    exported.update({family.name: family.type for family in (*metrics.GLOBAL_FAMILIES,
+                                                              *metrics.LIBRARY_POOL_FAMILIES)})
     assert documented == exported
 
 
