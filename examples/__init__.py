@@ -1,0 +1,1 @@
+"""Library mode examples: the seed's three use cases with their redis-py pools instrumented."""
