@@ -61,7 +61,8 @@ def _queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _exported() -> dict[str, str]:
     """Family name -> type of everything the exporter serves: the table plus the registry."""
-    families = {family.name: family.type for family in metrics.TARGET_FAMILIES}
+    families = {family.name: family.type for family in (*metrics.TARGET_FAMILIES,
+                                                         *metrics.LIBRARY_POOL_FAMILIES)}
     families.update({family.name: family.type
                      for family in SelfMetrics().registry.collect()})
     return families

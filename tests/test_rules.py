@@ -65,11 +65,8 @@ def _promtool(*args: str) -> None:
 
 def _exported() -> dict[str, str]:
     """Every exported family name -> its type, the global self metrics included."""
-    families = {family.name: family.type for family in metrics.TARGET_FAMILIES}
-    families[metrics.POLL_DURATION.name] = "histogram"
-    for name in (metrics.BUILD_INFO.name, metrics.RELOAD_OK.name, metrics.TARGETS.name):
-        families[name] = "gauge"
-    return families
+    return {family.name: family.type for family in (
+        *metrics.TARGET_FAMILIES, *metrics.GLOBAL_FAMILIES, *metrics.LIBRARY_POOL_FAMILIES)}
 
 
 def _family(name: str, families: dict[str, str]) -> str:
@@ -115,7 +112,10 @@ def test_every_alert_has_severity_summary_and_description() -> None:
         annotations = rule.get("annotations", {})
         summary, description = annotations.get("summary", ""), annotations.get("description", "")
         assert summary.endswith(".") and "{{" not in summary, f"{where}: static summary sentence"
-        assert "{{ $labels.target }}" in description, f"{where}: description names the target"
+        # Library mode's alerts are about an application's pool; the others about a target.
+        subject = "pool" if "redis_pool_" in rule["expr"] else "target"
+        assert f"{{{{ $labels.{subject} }}}}" in description, \
+            f"{where}: description names the {subject}"
 
 
 def test_recording_rules_are_named_level_metric_operations() -> None:
@@ -164,8 +164,12 @@ def test_every_alert_fires_and_stays_quiet_in_the_unit_tests() -> None:
 
 
 def _golden_label_sets() -> dict[str, set[frozenset[tuple[str, str]]]]:
-    """Family -> the label sets it has in the golden expositions (our real output)."""
-    found: dict[str, set[frozenset[tuple[str, str]]]] = {}
+    """Family -> the label sets it has in the golden expositions (our real output); library
+    mode's families (an application's registry, no golden) with the labels of the table,
+    which tests/test_pools.py checks on real output."""
+    found: dict[str, set[frozenset[tuple[str, str]]]] = {
+        family.name: {frozenset((label, "") for label in family.labels)}
+        for family in metrics.LIBRARY_POOL_FAMILIES}
     for path in sorted(GOLDEN.glob("*.prom")):
         for line in path.read_text(encoding="utf-8").splitlines():
             match = SAMPLE.match(line)
