@@ -17,9 +17,16 @@ import redis.asyncio
 from prometheus_client import CollectorRegistry, generate_latest
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.event import EventDispatcher
 from redis.retry import Retry
 
-from exporter.pools import PoolRegistry, instrument, instrument_cluster, uninstrument
+from exporter.pools import (
+    PoolRegistry,
+    discover,
+    instrument,
+    instrument_cluster,
+    uninstrument,
+)
 from tests.support.clients import RawClient
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.scrape import value, values
@@ -228,3 +235,26 @@ def test_importing_the_pools_starts_no_thread_and_imports_no_daemon() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "[] 1"
+
+
+def test_discovery_instruments_the_pools_of_clients_made_with_the_dispatcher(
+        redis_server: RedisServer) -> None:
+    registry = _registry()
+    dispatcher = EventDispatcher()
+    discover(dispatcher, registry=registry)
+    first = redis.Redis(host="127.0.0.1", port=redis_server.port, client_name="checkout",
+                        event_dispatcher=dispatcher)
+    second = redis.Redis(host="127.0.0.1", port=redis_server.port, client_name="checkout",
+                         event_dispatcher=dispatcher)
+    unnamed = redis.Redis(host="127.0.0.1", port=redis_server.port,
+                          event_dispatcher=dispatcher)
+    outside = redis.Redis(host="127.0.0.1", port=redis_server.port, client_name="other")
+    for client in (first, second, unnamed, outside):
+        assert client.ping()
+    text = _text(registry)
+    assert _state(text, "checkout", "idle") == 1
+    assert _state(text, "checkout#2", "idle") == 1
+    assert _state(text, f"127.0.0.1:{redis_server.port}", "idle") == 1
+    assert _state(text, "other", "idle") is None  # made without the dispatcher
+    for client in (first, second, unnamed, outside):
+        client.close()

@@ -10,6 +10,7 @@ Importing this package imports redis-py and prometheus_client, never the daemon 
 HTTP server, no threads).
 """
 
+from exporter.pools.discovery import discover
 from exporter.pools.registry import (
     PoolRegistry,
     instrument,
@@ -17,4 +18,4 @@ from exporter.pools.registry import (
     uninstrument,
 )
 
-__all__ = ["PoolRegistry", "instrument", "instrument_cluster", "uninstrument"]
+__all__ = ["PoolRegistry", "discover", "instrument", "instrument_cluster", "uninstrument"]

@@ -182,6 +182,16 @@ class PoolRegistry(Collector):
     def describe(self) -> Iterator[Metric]:
         return iter(())  # the families vary with the pools: collect at registration is avoided
 
+    def tracks(self, pool: Any) -> bool:
+        with self._lock:
+            return any(tracked.pool() is pool for tracked in self._pools.values())
+
+    def holds(self, name: str) -> bool:
+        """Whether `name` is taken by a live pool."""
+        with self._lock:
+            tracked = self._pools.get(name)
+            return tracked is not None and tracked.pool() is not None
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._pools)
