@@ -8,8 +8,10 @@ import asyncio
 import gc
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.event import EventDispatcher
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from exporter.pools import (
     PoolRegistry,
@@ -28,7 +31,7 @@ from exporter.pools import (
     uninstrument,
 )
 from tests.support.clients import RawClient
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, build, free_port
 from tests.support.scrape import value, values
 
 
@@ -258,3 +261,28 @@ def test_discovery_instruments_the_pools_of_clients_made_with_the_dispatcher(
     assert _state(text, "other", "idle") is None  # made without the dispatcher
     for client in (first, second, unnamed, outside):
         client.close()
+
+
+def test_a_sentinel_pool_names_the_master_as_its_server(redis_server: RedisServer) -> None:
+    """A Sentinel client's pool has no host of its own: its server is the master it hands out
+    connections to."""
+    workdir = tempfile.mkdtemp(prefix="rce-sentinel-")
+    config = Path(workdir, "sentinel.conf")  # Sentinel rewrites its config file: a private one
+    config.write_text(f"sentinel monitor main 127.0.0.1 {redis_server.port} 1\n")
+    port = free_port()
+    sentinel_server = RedisServer(port=port, workdir=workdir, build=build(), args=[
+        str(config), "--sentinel", "--port", str(port), "--bind", "127.0.0.1"])
+    sentinel_server.start()
+    try:
+        registry = _registry()
+        client = Sentinel([("127.0.0.1", port)], socket_timeout=2).master_for(
+            "main", client_name="orders")
+        instrument(client.connection_pool, name="orders", registry=registry)
+        assert _text(registry).count('redis_pool_info{client_name="orders",pool="orders",'
+                                     'server=""}') == 1  # no server known yet
+        assert client.ping()
+        (labels, _), = values(_text(registry), "redis_pool_info", pool="orders")
+        assert labels["server"] == f"127.0.0.1:{redis_server.port}"
+        client.close()
+    finally:
+        sentinel_server.stop()
