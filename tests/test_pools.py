@@ -31,8 +31,9 @@ from exporter.pools import (
     uninstrument,
 )
 from tests.support.clients import RawClient
-from tests.support.redis_server import RedisServer, build, free_port
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.scrape import value, values
+from tests.support.servers import build
 
 
 def _text(registry: CollectorRegistry) -> str:
