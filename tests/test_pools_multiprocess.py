@@ -9,18 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from tests.support.redis_server import RedisServer
-from tests.support.scrape import value
+from tests.support.scrape import value, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class Worker:
     def __init__(self, port: int, directory: Path) -> None:
+        self.directory = directory
         env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.pool_worker", str(port)], cwd=ROOT, env=env,
@@ -37,7 +37,7 @@ class Worker:
         self.process.stdin.write("exit\n")
         self.process.stdin.flush()
         self.process.wait(timeout=10)
-        mark_process_dead(self.process.pid, path=None)  # what gunicorn's child_exit hook does
+        mark_process_dead(self.process.pid, path=str(self.directory))  # gunicorn's child_exit
 
 
 def _scrape(directory: Path) -> str:
@@ -46,11 +46,16 @@ def _scrape(directory: Path) -> str:
     return generate_latest(registry).decode()
 
 
+def _with_in_use(directory: Path, in_use: float) -> str | None:
+    text = _scrape(directory)
+    found = value(text, "redis_pool_connections", pool="jobs", state="in_use")
+    return text if found == in_use else None
+
+
 def test_pushed_pool_gauges_sum_over_live_workers_and_a_dropped_pool_goes_to_zero(
-        redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        redis_server: RedisServer, tmp_path: Path) -> None:
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(directory))  # for mark_process_dead
     workers = [Worker(redis_server.port, directory) for _ in range(2)]
     try:
         for worker in workers:
@@ -68,8 +73,9 @@ def test_pushed_pool_gauges_sum_over_live_workers_and_a_dropped_pool_goes_to_zer
         assert value(text, "redis_pool_connections", pool="jobs", state="in_use") == 3
         assert value(text, "redis_pool_connections", pool="jobs", state="idle") == 1
         workers[1].do("drop")  # the second worker's pool is collected: its gauges go to 0
-        text = _scrape(directory)
-        assert value(text, "redis_pool_connections", pool="jobs", state="in_use") == 1
+        # (by the worker's reaper thread, just after the collection)
+        text = str(wait_for(lambda: _with_in_use(directory, 1), timeout=5,
+                            message="the dropped pool's gauges at 0"))
         assert value(text, "redis_pool_max_connections", pool="jobs") == 5
         workers[1].exit()
         text = _scrape(directory)

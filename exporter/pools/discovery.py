@@ -11,6 +11,7 @@ A pool is named by its client name, else its server; a name held by another live
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,8 @@ from redis.event import (
 
 from exporter.pools.registry import PoolRegistry, for_registry
 from exporter.pools.tracked import server_of
+
+log = logging.getLogger(__name__)
 
 
 def default_name(pool: Any) -> str:
@@ -38,17 +41,14 @@ class DiscoverPools(EventListenerInterface):
         self._name = name
 
     def listen(self, event: object) -> None:
+        """Runs inside redis.Redis(): it must never make that fail."""
         if not isinstance(event, AfterPooledConnectionsInstantiationEvent):
             return
         for pool in event.connection_pools:
-            if self._registry.tracks(pool):
-                continue
-            base = self._name(pool)
-            name, number = base, 1
-            while self._registry.holds(name):
-                number += 1
-                name = f"{base}#{number}"
-            self._registry.add(pool, name)
+            try:
+                self._registry.add_unique(pool, self._name(pool))
+            except Exception:
+                log.warning("redis pool not instrumented", exc_info=True)
 
 
 def discover(dispatcher: EventDispatcher, registry: CollectorRegistry = REGISTRY,

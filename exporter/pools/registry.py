@@ -11,6 +11,7 @@ mode cannot remove a series).
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import weakref
 from collections.abc import Iterator
@@ -53,13 +54,51 @@ class _Pushed:
         for state, index in _STATES:
             self.connections.labels(tracked.name, state).set(counts[index])
         self.max.labels(tracked.name).set(tracked.max_connections)
+        if tracked.pushed_server not in (None, tracked.server):  # a Sentinel pool's new master
+            self.info.labels(tracked.name, tracked.client_name, tracked.pushed_server).set(0)
         self.info.labels(tracked.name, tracked.client_name, tracked.server).set(1)
+        tracked.pushed_server = tracked.server
 
     def zero(self, tracked: TrackedPool, server: str) -> None:
         for state, _ in _STATES:
             self.connections.labels(tracked.name, state).set(0)
         self.max.labels(tracked.name).set(0)
         self.info.labels(tracked.name, tracked.client_name, server).set(0)
+
+
+class _Reaper:
+    """Forgets collected pools outside the garbage collector.
+
+    A pool's finalizer runs wherever a collection happens to start, possibly inside
+    prometheus_client while it holds a metric's (non-reentrant) lock: touching metrics there
+    could deadlock. The finalizer only queues (SimpleQueue.put is safe in a finalizer); this
+    thread, started by the first instrumented pool of a process (never at import), does the
+    work.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[PoolRegistry, str, TrackedPool]] = \
+            queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid = 0  # the thread does not survive a fork: started again in the child
+
+    def ensure(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="redis-pool-reaper",
+                                 daemon=True).start()
+
+    def put(self, registry: PoolRegistry, name: str, tracked: TrackedPool) -> None:
+        self._queue.put((registry, name, tracked))
+
+    def _run(self) -> None:
+        while True:
+            registry, name, tracked = self._queue.get()
+            registry.forget(name, tracked)
+
+
+_REAPER = _Reaper()
 
 
 class PoolRegistry(Collector):
@@ -69,7 +108,7 @@ class PoolRegistry(Collector):
                  multiprocess: bool | None = None) -> None:
         if multiprocess is None:
             multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-        self._lock = threading.RLock()  # a pool's finalizer may run inside a scrape (gc)
+        self._lock = threading.RLock()
         self._pools: dict[str, TrackedPool] = {}
         self._clusters: dict[str, weakref.ref[Any]] = {}
         self.wait = Histogram(LIBRARY_POOL_WAIT.name, LIBRARY_POOL_WAIT.help,
@@ -94,7 +133,9 @@ class PoolRegistry(Collector):
             if known is not None:
                 if known.pool() is pool:
                     return
-                raise ValueError(f"a pool named {name!r} is instrumented already")
+                if known.pool() is not None:
+                    raise ValueError(f"a pool named {name!r} is instrumented already")
+                self.forget(name, known)  # collected, its finalizer not run yet: replaced
             kwargs = getattr(pool, "connection_kwargs", {}) or {}
             tracked = TrackedPool(name, weakref.ref(pool), str(kwargs.get("client_name") or ""),
                                   server_of(kwargs), int(getattr(pool, "max_connections", 0)))
@@ -102,8 +143,22 @@ class PoolRegistry(Collector):
             wrap(pool, tracked, self.events)
             self.timeouts.labels(name)
             self.created.labels(name)
-            weakref.finalize(pool, self._forget, name, tracked)
+            _REAPER.ensure()
+            weakref.finalize(pool, _REAPER.put, self, name, tracked)
         self._changed(tracked)
+
+    def add_unique(self, pool: Any, base: str) -> str | None:
+        """Instrument `pool` as `base`, else `base#2`, `base#3`...: the name, or None when it
+        is instrumented already. One step under the lock (discovery runs in any thread)."""
+        with self._lock:
+            if any(tracked.pool() is pool for tracked in self._pools.values()):
+                return None
+            name, number = base, 1
+            while name in self._pools and self._pools[name].pool() is not None:
+                number += 1
+                name = f"{base}#{number}"
+            self.add(pool, name)
+            return name
 
     def remove(self, pool: Any) -> bool:
         """Stop instrumenting `pool`; False when it was not instrumented here."""
@@ -111,7 +166,7 @@ class PoolRegistry(Collector):
             found = [t for t in self._pools.values() if t.pool() is pool]
             for tracked in found:
                 unwrap(pool)
-                self._forget(tracked.name, tracked)
+                self.forget(tracked.name, tracked)
         return bool(found)
 
     def add_cluster(self, cluster: Any, name: str) -> None:
@@ -124,10 +179,16 @@ class PoolRegistry(Collector):
     def _add_nodes(self, name: str, cluster: Any) -> None:
         for node in cluster.get_nodes():
             connection = getattr(node, "redis_connection", None)
-            if connection is not None:
+            if connection is None:
+                continue
+            try:
                 self.add(connection.connection_pool, f"{name}/{node.name}")
+            except ValueError:  # a node's old pool still alive: picked up at a later scrape
+                continue
 
-    def _forget(self, name: str, tracked: TrackedPool) -> None:
+    def forget(self, name: str, tracked: TrackedPool) -> None:
+        """Drop `tracked` (if it is still the pool of that name) and its series; never from
+        a finalizer (see _Reaper)."""
         with self._lock:
             if self._pools.get(name) is not tracked:
                 return
@@ -182,31 +243,22 @@ class PoolRegistry(Collector):
     def describe(self) -> Iterator[Metric]:
         return iter(())  # the families vary with the pools: collect at registration is avoided
 
-    def tracks(self, pool: Any) -> bool:
-        with self._lock:
-            return any(tracked.pool() is pool for tracked in self._pools.values())
-
-    def holds(self, name: str) -> bool:
-        """Whether `name` is taken by a live pool."""
-        with self._lock:
-            tracked = self._pools.get(name)
-            return tracked is not None and tracked.pool() is not None
-
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._pools)
 
 
-_REGISTRIES: dict[int, PoolRegistry] = {}
+_REGISTRIES: weakref.WeakKeyDictionary[CollectorRegistry, PoolRegistry] = \
+    weakref.WeakKeyDictionary()
 _REGISTRIES_LOCK = threading.Lock()
 
 
 def for_registry(registry: CollectorRegistry = REGISTRY) -> PoolRegistry:
     """The PoolRegistry of `registry`, made on first use (metrics register only once)."""
     with _REGISTRIES_LOCK:
-        found = _REGISTRIES.get(id(registry))
+        found = _REGISTRIES.get(registry)
         if found is None:
-            found = _REGISTRIES[id(registry)] = PoolRegistry(registry)
+            found = _REGISTRIES[registry] = PoolRegistry(registry)
         return found
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # What redis-py raises when get_connection finds no connection (a BlockingConnectionPool's
@@ -44,7 +44,7 @@ class TrackedPool:
     client_name: str
     server: str
     max_connections: int
-    on_change: list[Any] = field(default_factory=list)  # multiprocess: push the gauges
+    pushed_server: str | None = None  # multiprocess: the server label last pushed
 
     def counts(self) -> tuple[int, int] | None:
         """(idle, in use) from the pool's public count, or None when it is gone or cannot
