@@ -188,6 +188,11 @@ def run(config: Config, web: WebSettings, loader: Callable[[], Config] | None = 
         log.error("cannot listen %s", kv(address=web.listen_address, err=error.strerror))
         exporter.stop()
         return EXIT_FAILURE
+    except WebConfigError as error:  # changed between the check and the start
+        for problem in error.problems:
+            log.error("web config error %s", kv(problem=problem))
+        exporter.stop()
+        return EXIT_CONFIG
     stop, reload, wake = threading.Event(), threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -208,6 +213,9 @@ def run(config: Config, web: WebSettings, loader: Callable[[], Config] | None = 
         if reload.is_set() and not stop.is_set():
             reload.clear()
             log.info("reloading %s", kv(signal="SIGHUP"))
-            exporter.reload()
+            try:
+                exporter.reload()
+            except Exception:  # a reload must never stop the exporter
+                log.exception("reload failed; the running configuration stays")
     exporter.stop()
     return EXIT_OK

@@ -19,14 +19,22 @@ from exporter.expose.http_front import HTTPFront, Request, Response
 
 
 def _handler(request: Request) -> Response:
+    if request.method == "POST" and request.target == "/echo":
+        return Response(200, b"got " + str(len(request.body)).encode() + b"\n")
     if request.method == "POST":
         return Response(403, b"no\n")  # as /-/reload without lifecycle: the body is not read
+    if request.target == "/missing":
+        return Response(404, b"not found\n")
     return Response(200, b"ok " + request.target.encode() + b"\n")
+
+
+def _wants_body(request: Request) -> bool:
+    return request.target == "/echo"
 
 
 @pytest.fixture
 def front() -> Iterator[HTTPFront]:
-    server = HTTPFront(("127.0.0.1", 0), _handler)
+    server = HTTPFront(("127.0.0.1", 0), _handler, wants_body=_wants_body)
     server.start()
     yield server
     server.shutdown()
@@ -152,3 +160,49 @@ def test_http_1_0_without_keep_alive_is_closed_after_the_answer(front: HTTPFront
     finally:
         sock.close()
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nok /x\n")
+
+
+def test_a_body_the_route_takes_is_read_before_the_handler(front: HTTPFront) -> None:
+    sock = _raw(_port(front), b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n"
+                              b"Connection: close\r\n\r\nhello")
+    try:
+        answer = _read_all(sock)
+    finally:
+        sock.close()
+    assert answer.endswith(b"\r\n\r\ngot 5\n")
+
+
+def test_a_body_still_arriving_does_not_reset_the_answer(front: HTTPFront) -> None:
+    """The answer comes first, then the server drains what the client still sends: a client
+    writing its body sees the 403, not a connection reset."""
+    sock = _raw(_port(front), b"POST /-/reload HTTP/1.1\r\nContent-Length: 300000\r\n\r\n")
+    try:
+        sock.sendall(b"x" * 200000)
+        answer = _read_all(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 403 ")
+
+
+def test_an_error_answer_closes_the_connection(front: HTTPFront) -> None:
+    sock = _raw(_port(front), b"GET /missing HTTP/1.1\r\n\r\n")
+    try:
+        answer = _read_all(sock)  # returns: the server closed after the answer
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 404 ") and b"Connection: close\r\n" in answer
+
+
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room(
+        front: HTTPFront, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_front, "MAX_CONNECTIONS", 20)
+    port = _port(front)
+    held = [_raw(port, b"") for _ in range(20)]
+    try:
+        time.sleep(0.3)
+        assert _get(port)[0] == 200  # gets in: the oldest idle connection was closed for it
+        held[0].settimeout(2)
+        assert held[0].recv(1) == b""  # the first one opened
+    finally:
+        for sock in held:
+            sock.close()

@@ -208,8 +208,27 @@ def test_cache_is_bounded_and_keyed_without_plain_passwords() -> None:
         assert not auth.check(basic("alice", f"guess-{index}")["Authorization"])
     assert auth.check(basic("alice", PASSWORD)["Authorization"])
     assert len(auth._cache) <= BasicAuth.CACHE_SIZE
-    assert all(PASSWORD.encode() not in key for key in auth._cache)
-    assert "guess" not in repr(auth._cache)
+    assert len(auth._refused) <= BasicAuth.CACHE_SIZE
+    assert all(PASSWORD.encode() not in key for key in (*auth._cache, *auth._refused))
+    assert "guess" not in repr(auth._cache) + repr(auth._refused)
+
+
+def test_wrong_guesses_never_evict_a_good_login_nor_queue_it_behind_bcrypt() -> None:
+    """A flood of uncached guesses: the cached login still passes at once, and a guess that
+    finds every bcrypt slot taken is answered BUSY instead of waiting."""
+    auth = BasicAuth({"alice": HASH.encode()})
+    good = basic("alice", PASSWORD)["Authorization"]
+    assert auth.check(good) is True
+    for index in range(3 * BasicAuth.CACHE_SIZE):
+        assert auth.check(basic("alice", f"guess-{index}")["Authorization"]) is False
+    for _ in range(BasicAuth.BCRYPT_SLOTS):  # every slot taken, as by concurrent guesses
+        assert auth._slots.acquire(blocking=False)
+    try:
+        assert auth.check(good) is True  # cached: no bcrypt needed
+        assert auth.check(basic("alice", "another guess")["Authorization"]) is BasicAuth.BUSY
+    finally:
+        for _ in range(BasicAuth.BCRYPT_SLOTS):
+            auth._slots.release()
 
 
 def test_a_password_never_reaches_the_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture,

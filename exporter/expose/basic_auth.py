@@ -16,24 +16,36 @@ import bcrypt
 class BasicAuth:
     """Checks `Authorization: Basic` against `basic_auth_users`, as exporter-toolkit does.
 
-    bcrypt costs ~70 ms at cost 10, so verdicts are cached (up to CACHE_SIZE) under an HMAC of
-    user, password and stored hash with a per-process key: no plain password is kept. An
+    bcrypt costs ~70 ms at cost 10, so verdicts are cached (up to CACHE_SIZE each, accepted
+    and refused apart, so a flood of wrong guesses never evicts a good login) under an HMAC
+    of user, password and stored hash with a per-process key: no plain password is kept. An
     unknown user is checked against a dummy hash of the same cost, so the answer takes as long
-    as a wrong password does and does not tell which users exist.
+    as a wrong password does and does not tell which users exist. At most BCRYPT_SLOTS checks
+    run at once; past that `check` answers BUSY at once rather than queueing, so uncached
+    guesses cannot hold the HTTP threads while a cached login (Prometheus) waits behind them.
     """
 
     CACHE_SIZE = 100
+    BCRYPT_SLOTS = 2
+    BUSY = None
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self._users = dict(users)
         self._key = secrets.token_bytes(32)
-        self._cache: dict[bytes, bool] = {}
-        self._lock = threading.Lock()  # one bcrypt at a time: it is the expensive part
+        self._cache: dict[bytes, bool] = {}  # accepted
+        self._refused: dict[bytes, bool] = {}
+        self._lock = threading.Lock()  # the caches only: never held during a bcrypt
+        self._slots = threading.BoundedSemaphore(self.BCRYPT_SLOTS)
         # Made now, not on the first unknown user, whose answer would then take longer.
         costs = [int(hashed.split(b"$")[2]) for hashed in self._users.values()] or [4]
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=max(costs)))
 
-    def check(self, header: str | None) -> bool:
+    @property
+    def users(self) -> Mapping[str, bytes]:
+        return self._users
+
+    def check(self, header: str | None) -> bool | None:
+        """True, False, or BUSY (None: every bcrypt slot is taken; ask again shortly)."""
         credentials = _basic_credentials(header)
         if credentials is None:
             return False
@@ -43,13 +55,20 @@ class BasicAuth:
         key = hmac.new(self._key, b"\0".join(
             (str(len(user)).encode(), user.encode(), hashed, password)), hashlib.sha256).digest()
         with self._lock:
-            verdict = self._cache.get(key)
-            if verdict is None:
+            verdict = self._cache.get(key, self._refused.get(key))
+        if verdict is None:
+            if not self._slots.acquire(blocking=False):
+                return self.BUSY
+            try:
                 verdict = bcrypt.checkpw(password[:72], hashed)  # bcrypt reads 72 bytes
-                if len(self._cache) >= self.CACHE_SIZE:
-                    for old in list(self._cache)[: self.CACHE_SIZE // 10]:
-                        del self._cache[old]
-                self._cache[key] = verdict
+            finally:
+                self._slots.release()
+            with self._lock:
+                cache = self._cache if verdict and stored is not None else self._refused
+                if len(cache) >= self.CACHE_SIZE:
+                    for old in list(cache)[: self.CACHE_SIZE // 10]:
+                        del cache[old]
+                cache[key] = verdict
         return verdict and stored is not None
 
 

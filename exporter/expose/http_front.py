@@ -43,18 +43,23 @@ WRITE_TIMEOUT = 60.0
 MAX_HEAD = 64 * 1024
 MAX_BODY = 64 * 1024  # only /-/reload takes a body, and ignores it
 WORKERS = 8
+# Open connections past this close the longest-idle ones: held connections cannot take every
+# descriptor (poll connections share them), and a new scrape still gets in.
+MAX_CONNECTIONS = 4096
+DRAIN_LIMIT = 256 * 1024  # an unread body drained before closing, so the answer is not reset
+DRAIN_TIMEOUT = 1.0
 
 
 @dataclass
 class Request:
-    """A complete request head; `read_body` fetches the body (up to MAX_BODY) on demand."""
+    """A complete request: its head, and its body when the route takes one (`wants_body`)."""
 
     method: str
     target: str
     version: str
     headers: http.client.HTTPMessage
     client: str
-    read_body: Callable[[], bytes] = field(default=lambda: b"", repr=False)
+    body: bytes = field(default=b"", repr=False)
     body_pending: bool = False  # a body was announced and not read
 
 
@@ -75,8 +80,12 @@ class HTTPFront:
 
     def __init__(self, address: tuple[str, int], handler: Handler,
                  tls: ssl.SSLContext | None = None, family: int = socket.AF_INET,
-                 backlog: int = 256, workers: int = WORKERS) -> None:
+                 backlog: int = 256, workers: int = WORKERS,
+                 wants_body: Callable[[Request], bool] = lambda _: False) -> None:
+        """`wants_body`: whether a request's body is read (on the loop, before a handler
+        thread sees it); other bodies are never waited for."""
         self.handler = handler
+        self.wants_body = wants_body
         self._tls = tls
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -94,7 +103,9 @@ class HTTPFront:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet)
         self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._generation = 0  # of the listener's settings: older connections close when idle
+        # Open connections, oldest first: the value says whether one waits for a request.
+        self._open: dict[asyncio.StreamWriter, bool] = {}
         self._thread: threading.Thread | None = None
 
     @property
@@ -124,9 +135,15 @@ class HTTPFront:
         self._tls = tls
         if previous is not None:
             previous.close()
+            self._generation += 1
+            for writer, idle in list(self._open.items()):  # the rest close after their answer
+                if idle:
+                    writer.transport.abort()
 
     def use_tls(self, tls: ssl.SSLContext | None) -> None:
-        """New connections are served with `tls` (None: plain HTTP) once this returns."""
+        """New connections are served with `tls` (None: plain HTTP) once this returns; the
+        connections accepted before close after their current request (new settings, such as
+        a removed client CA or basic auth users, are never applied to an old session)."""
         asyncio.run_coroutine_threadsafe(self._listen(tls), self._loop).result(timeout=10)
 
     def shutdown(self) -> None:
@@ -143,7 +160,7 @@ class HTTPFront:
     async def _close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers):
+        for writer in list(self._open):
             writer.transport.abort()
 
     def server_close(self) -> None:
@@ -155,28 +172,61 @@ class HTTPFront:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        self._admit(writer)
+        generation = self._generation
         peer = writer.get_extra_info("peername")
         client = str(peer[0]) if isinstance(peer, tuple) else ""
         try:
             first = True
-            while True:
+            while generation == self._generation:
+                self._open[writer] = True
                 request = await self._read_request(reader, writer, client, first)
+                self._open[writer] = False
                 if request is None:
                     return
                 first = False
                 response = await self._loop.run_in_executor(self._pool, self._handle, request)
-                if request.body_pending:  # unread: the stream is not at a request boundary
+                # An error answer closes: refused clients cannot hold keep-alive connections.
+                if request.body_pending or response.status >= 400:
                     response.close = True
                 await self._write(writer, request, response)
                 if response.close:
+                    if request.body_pending:
+                        await self._drain(reader, writer)
                     return
         except (OSError, EOFError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                 asyncio.LimitOverrunError, ssl.SSLError, ValueError):
             return
         finally:
-            self._writers.discard(writer)
+            self._open.pop(writer, None)
             writer.close()
+
+    def _admit(self, writer: asyncio.StreamWriter) -> None:
+        """At MAX_CONNECTIONS, close the longest-idle connection to make room."""
+        if len(self._open) >= MAX_CONNECTIONS:
+            idle = next((held for held, waiting in self._open.items() if waiting), None)
+            if idle is not None:
+                idle.transport.abort()
+                self._open.pop(idle, None)
+        self._open[writer] = True
+
+    async def _drain(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Closing with a body still arriving makes the kernel reset the connection, and the
+        client may never see the answer: say we are done, then discard what comes (bounded)."""
+        if not writer.can_write_eof():
+            return
+        with contextlib.suppress(Exception):
+            writer.write_eof()
+            received = 0
+            deadline = self._loop.time() + DRAIN_TIMEOUT
+            while received < DRAIN_LIMIT:
+                left = deadline - self._loop.time()
+                if left <= 0:
+                    break
+                chunk = await asyncio.wait_for(reader.read(65536), left)
+                if not chunk:
+                    break
+                received += len(chunk)
 
     def _handle(self, request: Request) -> Response:
         try:
@@ -212,23 +262,15 @@ class HTTPFront:
             await self._reject(writer, HTTPStatus.BAD_REQUEST)
             return None
         if int(length):
-            self._offer_body(parsed, reader, int(length))
+            if int(length) <= MAX_BODY and self.wants_body(parsed):
+                try:
+                    parsed.body = await asyncio.wait_for(reader.readexactly(int(length)),
+                                                         HEAD_TIMEOUT)
+                except asyncio.IncompleteReadError:
+                    return None
+            else:
+                parsed.body_pending = True  # never read: answered, then the connection closes
         return parsed
-
-    def _offer_body(self, request: Request, reader: asyncio.StreamReader, length: int) -> None:
-        """The handler thread may read the body through the loop, with the head's deadline."""
-        request.body_pending = True
-
-        def read_body() -> bytes:
-            if length > MAX_BODY:
-                return b""  # left unread: the connection closes after the response
-            body = asyncio.run_coroutine_threadsafe(
-                asyncio.wait_for(reader.readexactly(length), HEAD_TIMEOUT), self._loop
-            ).result(timeout=HEAD_TIMEOUT + 1)
-            request.body_pending = False
-            return body
-
-        request.read_body = read_body
 
     async def _reject(self, writer: asyncio.StreamWriter, status: HTTPStatus) -> None:
         text = f"{status.value} {status.phrase}\n".encode()

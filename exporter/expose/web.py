@@ -44,7 +44,8 @@ class ExporterHTTPServer:
         self.telemetry_path = telemetry_path
         self.ready = ready
         self.wall_clock = wall_clock
-        self.front = HTTPFront(address, self.respond, ssl_context, family)
+        self.front = HTTPFront(address, self.respond, ssl_context, family,
+                               wants_body=self._wants_body)
         self.server_address = self.front.server_address
 
     @property
@@ -52,8 +53,9 @@ class ExporterHTTPServer:
         return self.front.tls
 
     def set_security(self, ssl_context: ssl.SSLContext | None, auth: BasicAuth | None) -> None:
-        self.auth = auth
+        """TLS first (it may fail: then nothing changed), then the users."""
         self.front.use_tls(ssl_context)
+        self.auth = auth
 
     def serve(self) -> None:
         self.front.start()
@@ -69,9 +71,13 @@ class ExporterHTTPServer:
     def respond(self, request: Request) -> Response:
         """Every path, health and reload included, is behind basic auth when it is set."""
         auth = self.auth
-        if auth is not None and not auth.check(request.headers.get("Authorization")):
+        verdict = True if auth is None else auth.check(request.headers.get("Authorization"))
+        if verdict is BasicAuth.BUSY:  # uncached guesses in flight: no queueing behind them
+            return _text(429, "Too many unverified logins; retry\n", {"Retry-After": "1"},
+                         close=True)
+        if not verdict:
             # A body left unread closes the connection (HTTPFront): keep-alive stays sane.
-            return _text(401, "Unauthorized\n", {"WWW-Authenticate": "Basic"})
+            return _text(401, "Unauthorized\n", {"WWW-Authenticate": "Basic"}, close=True)
         if request.method in ("GET", "HEAD"):
             return self._get(request)
         if request.method in ("POST", "PUT"):
@@ -96,6 +102,11 @@ class ExporterHTTPServer:
             return _text(200, "Ready\n") if self.ready() else _text(503, "Not ready\n")
         return _text(404, "Not found\n")
 
+    def _wants_body(self, request: Request) -> bool:
+        """Only a reload that will run reads its (ignored) body; any other is not waited for."""
+        return (request.method in ("POST", "PUT") and self.reload is not None
+                and urlsplit(request.target).path == "/-/reload")
+
     def _post(self, request: Request) -> Response:
         """Only /-/reload, and only with --web.enable-lifecycle (as in Prometheus). The
         answer does not wait for a body it will not use."""
@@ -103,7 +114,6 @@ class ExporterHTTPServer:
             return _text(404, "Not found\n")
         if self.reload is None:
             return _text(403, "Lifecycle API is not enabled.\n")
-        request.read_body()  # ignored; read so that the connection stays usable
         problems = self.reload()
         if problems:  # key paths and messages only: never a secret
             return _text(500, "failed to reload config:\n" + "".join(f"{p}\n" for p in problems))

@@ -86,23 +86,31 @@ class WebConfigReloader:
         """Re-read now; the problems, each with its key path (empty when applied)."""
         with self._lock:
             path = self.security.config.path
-            paths = files_of(self.security.config)
+            # Taken before reading: a file written during the read is seen as a change, and
+            # read again (a certificate, then its key, written one after the other).
+            seen = signature(files_of(self.security.config))
             try:
                 security = load_security(path, self.security)
+                self._apply(security)
             except WebConfigError as error:
-                self._seen = signature(paths)  # retried when a file changes again
-                for problem in error.problems:
-                    log.error("web config reload rejected, keeping the last good one %s",
-                              kv(file=path, problem=problem))
-                self._succeeded(False)
-                return [f"web config: {problem}" for problem in error.problems]
-            self._apply(security)
+                self._seen = seen  # retried when a file changes again
+                return self._rejected(path, error.problems)
+            except Exception as error:
+                self._seen = seen
+                return self._rejected(path, [f"cannot load: {type(error).__name__}"])
             self.security = security
-            self._seen = signature(files_of(security.config))
+            self._seen = seen  # what changed since (or another file list) reloads once more
             self._succeeded(True)
         log.info("web config reloaded %s", kv(file=path, tls=security.tls is not None,
                                               basic_auth_users=len(security.config.users)))
         return []
+
+    def _rejected(self, path: str, problems: list[str]) -> list[str]:
+        for problem in problems:
+            log.error("web config reload rejected, keeping the last good one %s",
+                      kv(file=path, problem=problem))
+        self._succeeded(False)
+        return [f"web config: {problem}" for problem in problems]
 
     def changed(self) -> bool:
         with self._lock:
@@ -115,8 +123,11 @@ class WebConfigReloader:
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_INTERVAL):
-            if self.changed():
-                self.reload()
+            try:
+                if self.changed():
+                    self.reload()
+            except Exception:  # the watch must outlive any surprise
+                log.exception("web config watch failed; retrying")
 
     def stop(self) -> None:
         self._stop.set()
