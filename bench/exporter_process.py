@@ -21,6 +21,7 @@ class Http:
     """GET over one keep-alive connection; reconnects once if the server closed it."""
 
     def __init__(self, port: int, timeout: float = 30.0) -> None:
+        self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def get(self, path: str, want_gzip: bool = False) -> tuple[int, float, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from exporter.poll.poller import TargetPoller
 from exporter.poll.scheduler import Scheduler
 from exporter.sharding import Roster, Shard
 from exporter.sources.changes import TargetChanges, target_changes
+from exporter.sources.dynamic import DynamicTargets, Refused
 from exporter.sources.static import static_targets
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,9 @@ class Exporter:
         self.watchdog = Watchdog()
         self.scheduler = Scheduler(config.poll, self.watchdog)
         self.pollers: dict[str, TargetPoller] = {}
+        self.dynamic = DynamicTargets(config.dynamic, config.auth_modules, time.monotonic)
+        self._dynamic_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._apply_changes(target_changes({}, static_targets(config, self.shard)), config)
         self.exposition = Exposition(self.store, self.self_metrics)
         self.server: ExporterHTTPServer | None = None
@@ -75,12 +80,12 @@ class Exporter:
         self._ready = threading.Event()
         self._reload_lock = threading.Lock()
 
-    def _start(self, target: TargetConfig, config: Config) -> None:
+    def _start(self, target: TargetConfig, config: Config, at_once: bool = False) -> None:
         poller = TargetPoller(target, config, self.watchdog, self.store,
                               observe=self.self_metrics.observe)
         self.store.add(target.name, poller)
         poller.publish()
-        self.scheduler.add(poller)
+        self.scheduler.add(poller, at_once=at_once)
         self.pollers[target.name] = poller
 
     def _stop(self, name: str) -> None:
@@ -133,7 +138,11 @@ class Exporter:
         poll_changed = new.poll != self.config.poll
         owned = static_targets(new, self.shard)
         # The connection's target holds the credentials in use (rotation updates it).
-        held = {name: poller.conn.target for name, poller in self.pollers.items()}
+        # Discovered targets are not in the file: a reload keeps them (a change of `poll`
+        # restarts them below, as every target).
+        discovered = set(self.dynamic.names())
+        held = {name: poller.conn.target for name, poller in self.pollers.items()
+                if name not in discovered}
         changes = target_changes(held, owned, restart_all=poll_changed)
         if poll_changed:
             self.scheduler.reconfigure(new.poll)
@@ -141,6 +150,13 @@ class Exporter:
             for poller in self.pollers.values():
                 poller.reconfigure(new)
         self._apply_changes(changes, new)
+        if poll_changed:
+            for name in discovered:
+                registered = self.dynamic.get(name)
+                if registered is not None and name in self.pollers:
+                    self._stop(name)
+                    self._start(registered.target, new, at_once=True)
+        self.dynamic.config, self.dynamic.modules = new.dynamic, dict(new.auth_modules)
         self.store.order(tuple(target.name for target in owned))
         self.config = new
         self.roster = Roster(tuple(target.name for target in new.targets), self.shard)
@@ -148,6 +164,62 @@ class Exporter:
                                    added=len(changes.added), removed=len(changes.removed),
                                    replaced=len(changes.replaced),
                                    rotated=len(changes.rotated)))
+
+    # -- targets Prometheus discovers (dynamic_targets) ------------------------------------
+
+    def discover(self, text: str, module: str | None) -> str | tuple[int, str] | None:
+        """/scrape of a target not in the file: its name once registered (its first poll
+        started at once), (status, fixed text) when refused (counted by reason), or None
+        without `dynamic_targets` (then /scrape answers 404 as for any unknown target)."""
+        if not self.dynamic.enabled:
+            return None
+        try:
+            registered, new = self.dynamic.admit(text, module)
+        except Refused as refused:
+            return self._refuse(refused)
+        name = registered.target.name
+        if new:
+            with self._dynamic_lock:
+                self._start(registered.target, self.config, at_once=True)
+            self.store.when_polled(name).add_done_callback(
+                lambda _: self.dynamic.first_poll_done(name))
+        elif self._down(name):
+            try:  # its host may resolve elsewhere now: checked again, like a first time
+                renewed = self.dynamic.recheck(name)
+            except Refused as refused:
+                with self._dynamic_lock:
+                    if name in self.pollers:
+                        self._stop(name)
+                return self._refuse(refused)
+            if renewed is not None:
+                with self._dynamic_lock:
+                    if name in self.pollers:
+                        self._stop(name)
+                    self._start(renewed.target, self.config, at_once=True)
+        return name
+
+    def _refuse(self, refused: Refused) -> tuple[int, str]:
+        self.self_metrics.rejections.labels(refused.reason).inc()
+        self.store.touch()
+        return refused.status, refused.text
+
+    def _scrape_age(self, name: str) -> float | None:
+        last = self.dynamic.last_scrape(name)
+        return None if last is None else time.monotonic() - last
+
+    def _down(self, name: str) -> bool:
+        snapshot = self.store.get(name)
+        return snapshot is not None and snapshot.polled and not snapshot.up
+
+    def _expire_dynamic(self) -> None:
+        """Stop polling discovered targets that Prometheus stopped scraping."""
+        while not self._stopping.wait(1.0):
+            for name in self.dynamic.expired():
+                with self._dynamic_lock:
+                    if name in self.pollers:
+                        self._stop(name)
+                log.info("discovered target expired %s", kv(
+                    target=name, expire_after=f"{self.dynamic.config.expire_after:g}s"))
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)
@@ -158,8 +230,12 @@ class Exporter:
             ssl_context=security.tls if security else None,
             auth=security.auth if security else None,
             roster=lambda: self.roster,
-            family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+            family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+            discover=self.discover, scrape_age=self._scrape_age,
+            first_poll_wait=self.config.poll.timeout)
         serve_in_thread(self.server)
+        threading.Thread(target=self._expire_dynamic, name="dynamic-expiry",
+                         daemon=True).start()
         if security is not None:
             self.web_reloader = WebConfigReloader(security, self._apply_web_security,
                                                   self._web_reloaded)
@@ -190,6 +266,7 @@ class Exporter:
 
     def stop(self) -> None:
         self._ready.clear()
+        self._stopping.set()
         if self.web_reloader is not None:
             self.web_reloader.stop()
         if self.server is not None:

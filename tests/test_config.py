@@ -730,3 +730,23 @@ def test_bucket_bounds_must_be_finite(tmp_path: Path, bound: str) -> None:
         load_text(tmp_path, f"client_list: {{buckets: {{idle_seconds: [1, {bound}]}}}}\n")
     assert caught.value.problems == [
         "client_list.buckets.idle_seconds: must be finite numbers (+Inf is always added)"]
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("dynamic_targets: {allow: ['bad_host!']}",
+     "dynamic_targets.allow[0]: not a CIDR or a host glob"),
+    ("dynamic_targets: {allow: '10.0.0.0/8'}",
+     "dynamic_targets.allow: must be a list of CIDR[:port] or host-glob[:port] strings"),
+    ("dynamic_targets: {allow: ['10.0.0.0/8:99999']}",
+     "dynamic_targets.allow[0]: port must be a number from 1 to 65535"),
+    ("dynamic_targets: {max_targets: 0}", "dynamic_targets.max_targets: must be at least 1"),
+    ("dynamic_targets: {expire_after: soon}", "dynamic_targets.expire_after: not a duration"),
+    ("dynamic_targets: {bogus: 1}", "dynamic_targets.bogus: unknown key"),
+    ("auth_modules: {prod: {username: exporter}}",
+     "auth_modules.prod.targets: is required: the addresses these credentials may be sent to"),
+    ("auth_modules: {prod: {targets: ['10.0.0.0/8'], password: x}}",
+     "auth_modules.prod.password: passwords are not accepted in the config file"),
+    ("auth_modules: [prod]", "auth_modules: must be a mapping of module names to settings"),
+])
+def test_discovered_target_settings_name_their_key_path(text: str, problem: str) -> None:
+    assert any(found.startswith(problem) for found in problems_of(text)), problems_of(text)

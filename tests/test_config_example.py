@@ -14,6 +14,7 @@ from exporter.config.model import (
     Buckets,
     ClientListConfig,
     CommandNames,
+    DynamicTargetsConfig,
     PollConfig,
     ProbeConfig,
     TLSConfig,
@@ -48,6 +49,11 @@ def test_example_is_valid_and_its_values_are_the_defaults() -> None:
     assert target.commands == CommandNames()
     assert target.connect_probe == ProbeConfig()
     assert target.max_clients is None and target.username is None and target.password is None
+    assert config.auth_modules == {}
+    assert config.dynamic.allow == () and not config.dynamic.enabled
+    base = DynamicTargetsConfig()
+    assert (config.dynamic.max_targets, config.dynamic.max_pending,
+            config.dynamic.expire_after) == (base.max_targets, base.max_pending, base.expire_after)
 
 
 def test_example_shows_every_key() -> None:
@@ -61,6 +67,8 @@ def test_example_shows_every_key() -> None:
     assert set(example["client_list"]) == set(ClientListConfig.__dataclass_fields__)
     assert set(example["client_list"]["backoff"]) == set(BackoffConfig.__dataclass_fields__)
     assert set(example["client_list"]["buckets"]) == set(Buckets.__dataclass_fields__)
+    assert set(example["dynamic_targets"]) == set(DynamicTargetsConfig.__dataclass_fields__) - {
+        "defaults"}  # `defaults` comes from the top-level defaults
     with open(EXAMPLE, encoding="utf-8") as handle:
         text = handle.read()
     for key in ("name", "url"):  # target keys beyond the shared settings

@@ -682,3 +682,17 @@ def test_sharded_config_matches_the_statefulset(k8s: dict[str, dict[str, Any]]) 
     assert own == [pod.format(ordinal) for ordinal in range(replicas)]
     # The example's target names land on every replica: none sits idle.
     assert {hashmod(target, replicas) for target in _configmap_targets()} == set(range(replicas))
+
+
+@pytest.mark.parametrize(("name", "job"), [("prometheus-discovered.yml", "redis-file-sd"),
+                                           ("discovered-kubernetes.yml", "redis-kubernetes")])
+def test_discovered_targets_examples_use_scrape_and_an_auth_module(name: str, job: str) -> None:
+    """DESIGN.md "Targets that Prometheus discovers": the target address goes to
+    ?target=, the credentials are named by ?auth_module=, never in the URL."""
+    found = _job(name, job)
+    assert found["metrics_path"] == "/scrape"
+    assert found["params"] == {"auth_module": ["prod"]}
+    relabel = found["relabel_configs"]
+    index = relabel.index({"source_labels": ["__address__"], "target_label": "__param_target"})
+    assert relabel[index + 1] == {"source_labels": ["__param_target"], "target_label": "instance"}
+    assert relabel[-1]["target_label"] == "__address__"  # the exporter is what is scraped

@@ -20,6 +20,7 @@ from exporter.config.checks import (
     read_number_list,
     read_str,
 )
+from exporter.config.dynamic import read_auth_modules, read_dynamic_targets
 from exporter.config.model import (
     GROUP_BY_FIELDS,
     BackoffConfig,
@@ -31,7 +32,8 @@ from exporter.config.model import (
 )
 from exporter.config.targets import read_target_settings, read_targets
 
-TOP_LEVEL_KEYS = ("poll", "defaults", "client_list", "targets")
+TOP_LEVEL_KEYS = ("poll", "defaults", "client_list", "targets", "auth_modules",
+                  "dynamic_targets")
 DEFAULT_URL = "redis://localhost:6379"
 
 
@@ -81,8 +83,11 @@ def build_config(
     else:
         targets = read_targets([{"name": "localhost:6379", "url": DEFAULT_URL}],
                                 "targets", defaults, env, problems)
+    auth_modules = read_auth_modules(top.get("auth_modules"), env, problems)
+    dynamic = read_dynamic_targets(top.get("dynamic_targets"), defaults, problems)
     problems.raise_if_any(ConfigError)
-    return Config(poll=poll, client_list=client_list, targets=tuple(targets))
+    return Config(poll=poll, client_list=client_list, targets=tuple(targets),
+                  auth_modules=auth_modules, dynamic=dynamic)
 
 
 def _read_poll(node: object, problems: Problems) -> PollConfig:

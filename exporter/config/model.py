@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from exporter.config.allowlist import Rule
 from exporter.config.secret import Secret
 
 GROUP_BY_FIELDS = (
@@ -56,6 +59,13 @@ class Endpoint:
     db: int = 0
 
     @property
+    def address(self) -> str:
+        """`<host>:<port>` or the socket path: where the exporter connects (no db)."""
+        if self.scheme == "unix":
+            return self.path
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
     def display(self) -> str:
         """`<host>:<port>[/<db>]` or the socket path: the default `target` label."""
         if self.scheme == "unix":
@@ -79,6 +89,7 @@ class TargetConfig:
     max_clients: int | None = None
     commands: CommandNames = field(default_factory=CommandNames)
     connect_probe: ProbeConfig = field(default_factory=ProbeConfig)
+    source: str = "static"  # or "dynamic": registered by a scrape (sources/dynamic.py)
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,33 @@ class ClientListConfig:
 
 
 @dataclass(frozen=True)
+class AuthModule:
+    """Named credentials for discovered targets, and the `targets` they may go to."""
+
+    name: str
+    settings: Mapping[str, Any] = field(repr=False)  # as read_target_settings returns them
+    targets: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class DynamicTargetsConfig:
+    """`dynamic_targets`: which discovered targets /scrape may register, and the caps."""
+
+    allow: tuple[Rule, ...] = ()  # empty: no dynamic targets (/scrape answers 404, as before)
+    max_targets: int = 1000
+    max_pending: int = 100
+    expire_after: float = 600.0
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # PUBLIC_DEFAULTS only
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.allow)
+
+
+@dataclass(frozen=True)
 class Config:
     poll: PollConfig = field(default_factory=PollConfig)
     client_list: ClientListConfig = field(default_factory=ClientListConfig)
     targets: tuple[TargetConfig, ...] = ()
+    auth_modules: Mapping[str, AuthModule] = field(default_factory=dict)
+    dynamic: DynamicTargetsConfig = field(default_factory=DynamicTargetsConfig)

@@ -70,6 +70,23 @@ class PoolState:
     IDLE = "idle"
 
 
+class Rejection:
+    """Why /scrape refused a discovered target: the closed set of `reason` values."""
+
+    MALFORMED = "malformed"
+    CREDENTIALS = "credentials"
+    UNKNOWN_MODULE = "unknown_module"
+    NOT_ALLOWED = "not_allowed"
+    MODULE_NOT_ALLOWED = "module_not_allowed"
+    MAX_TARGETS = "max_targets"
+    PENDING = "pending"
+
+
+REJECTIONS = (Rejection.MALFORMED, Rejection.CREDENTIALS, Rejection.UNKNOWN_MODULE,
+              Rejection.NOT_ALLOWED, Rejection.MODULE_NOT_ALLOWED, Rejection.MAX_TARGETS,
+              Rejection.PENDING)
+
+
 class TargetState:
     UP = "up"
     DOWN = "down"
@@ -265,6 +282,11 @@ POOL_MAX = _gauge(_SELF + "pool_max_connections", "Size limit of the target's po
                   "held poll connection.")
 POOL_CREATED = _counter(_SELF + "pool_connections_created_total", "Poll connections opened to "
                         "the target (reconnects included).")
+TARGET_INFO = _gauge(_SELF + "target_info", "Where a target comes from, always 1: source "
+                     "(static or dynamic), the address the exporter connects to (never "
+                     "credentials); parent, node_id, shard and health are for cluster and "
+                     "Sentinel targets (empty otherwise).", "source", "parent", "address",
+                     "node_id", "shard", "health")
 LAST_DURATION = _gauge(_SELF + "last_poll_duration_seconds", "Duration of the last poll step "
                        f"({_listed(STEPS)}) for the target.", "step")
 POLL_ERRORS = _counter(_SELF + "poll_errors_total", "Failed poll steps by kind "
@@ -293,6 +315,7 @@ TARGET_FAMILIES: tuple[Family, ...] = (
     HEADROOM,
     *GROUP_FAMILIES.values(),
     *HISTOGRAMS.values(),
+    TARGET_INFO,
     POOL_CONNECTIONS,
     POOL_MAX,
     POOL_CREATED,
@@ -317,11 +340,14 @@ WEB_RELOAD_OK = Family(_SELF + "web_config_last_reload_successful", "gauge", "1 
                        "load of --web.config.file and its certificate files succeeded (1 "
                        "without the flag); 0 keeps the last good TLS and basic auth settings.",
                        ())
+DYNAMIC_REJECTIONS = Family(_SELF + "dynamic_target_rejections_total", "counter", "/scrape "
+                            "requests for a discovered target that were refused, by reason "
+                            f"({_listed(REJECTIONS)}).", ("reason",))
 TARGETS = Family(_SELF + "targets", "gauge", "Configured targets by the state of their last "
                  "poll (not yet polled targets are not counted).", ("state",))
 
 GLOBAL_FAMILIES: tuple[Family, ...] = (POLL_DURATION, BUILD_INFO, RELOAD_OK, WEB_RELOAD_OK,
-                                       TARGETS)
+                                       DYNAMIC_REJECTIONS, TARGETS)
 
 # Library mode (exporter/pools): an application's own redis-py pools, in its own registry.
 _POOL = ("pool",)

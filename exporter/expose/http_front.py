@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -70,6 +70,18 @@ class Response:
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False
+    later: Later | None = None  # answer when something is ready: see Later
+
+
+@dataclass
+class Later:
+    """Answer once `ready` is done or `wait` seconds have passed, with `finish(done)` run in a
+    handler thread. The waiting request holds no thread (a first scrape of a discovered target
+    waits for its first poll this way)."""
+
+    ready: Future[Any]
+    wait: float
+    finish: Callable[[bool], Response]
 
 
 Handler = Callable[[Request], Response]
@@ -186,6 +198,8 @@ class HTTPFront:
                     return
                 first = False
                 response = await self._loop.run_in_executor(self._pool, self._handle, request)
+                if response.later is not None:
+                    response = await self._settle(response.later)
                 # An error answer closes: refused clients cannot hold keep-alive connections.
                 if request.body_pending or response.status >= 400:
                     response.close = True
@@ -228,9 +242,26 @@ class HTTPFront:
                     break
                 received += len(chunk)
 
-    def _handle(self, request: Request) -> Response:
+    async def _settle(self, later: Later) -> Response:
         try:
-            return self.handler(request)
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(later.ready)),
+                                   max(later.wait, 0.0))
+            done = True
+        except asyncio.TimeoutError:
+            done = False
+
+        def finish() -> Response:
+            return self._handle_call(lambda: later.finish(done))
+
+        return await self._loop.run_in_executor(self._pool, finish)
+
+    def _handle(self, request: Request) -> Response:
+        return self._handle_call(lambda: self.handler(request))
+
+    @staticmethod
+    def _handle_call(call: Callable[[], Response]) -> Response:
+        try:
+            return call()
         except Exception:  # a bug in a route: the client gets 500, the server stays up
             log.exception("http handler failed")
             return Response(500, b"Internal Server Error\n", close=True)

@@ -73,6 +73,8 @@ class SelfView:
     client_list_bytes: int | None
     client_list_interval: float
     capabilities: Mapping[str, int]
+    source: str = "static"
+    address: str = ""
 
 
 def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
@@ -170,6 +172,9 @@ def render_self(target: str, view: SelfView) -> dict[str, str]:
     """The exporter's own per-target families; present whether Redis is up or not."""
     base = (("target", target),)
     out = {
+        metrics.TARGET_INFO.name: sample(metrics.TARGET_INFO.name, (
+            *base, ("source", view.source), ("parent", ""), ("address", view.address),
+            ("node_id", ""), ("shard", ""), ("health", "")), 1),
         metrics.POOL_CONNECTIONS.name: "".join(
             sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", state)), count)
             for state, count in ((PoolState.IN_USE, view.pool_in_use),

@@ -9,7 +9,7 @@ import platform
 from importlib.metadata import version
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from exporter import __version__
 from exporter.expose import families
@@ -37,6 +37,11 @@ class SelfMetrics:
         self.reload_ok.set(1)
         self.web_reload_ok = _gauge(families.WEB_RELOAD_OK, self.registry)
         self.web_reload_ok.set(1)
+        rejections = families.DYNAMIC_REJECTIONS
+        self.rejections = Counter(rejections.name.removesuffix("_total"), rejections.help,
+                                  rejections.labels, registry=self.registry)
+        for reason in families.REJECTIONS:
+            self.rejections.labels(reason)
         self.targets = _gauge(families.TARGETS, self.registry)
         for state in (TargetState.UP, TargetState.DOWN):
             self.targets.labels(state).set(0)

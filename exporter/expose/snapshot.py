@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from exporter.expose import families as metrics
@@ -49,6 +50,7 @@ class SnapshotStore:
         self._generation = 0
         self._identities: dict[tuple[str, str], str] = {}
         self._reported_duplicates: set[frozenset[str]] = set()
+        self._polled_waiters: dict[str, list[Future[bool]]] = {}
 
     @property
     def generation(self) -> int:
@@ -68,6 +70,7 @@ class SnapshotStore:
                 return
             del self._owners[target]
             self._snapshots.pop(target, None)
+            self._polled_waiters.pop(target, None)
             self._identities = {key: name for key, name in self._identities.items()
                                 if name != target}
             self._generation += 1
@@ -91,6 +94,21 @@ class SnapshotStore:
                 return
             self._snapshots[snapshot.target] = snapshot
             self._generation += 1
+            waiters = self._polled_waiters.pop(snapshot.target, []) if snapshot.polled else []
+        for waiter in waiters:
+            waiter.set_result(True)
+
+    def when_polled(self, target: str) -> Future[bool]:
+        """Done once `target` has a polled snapshot (at once if it has one already): what a
+        first scrape of a discovered target waits for, without holding a thread."""
+        waiter: Future[bool] = Future()
+        with self._lock:
+            snapshot = self._snapshots.get(target)
+            if snapshot is None or not snapshot.polled:
+                self._polled_waiters.setdefault(target, []).append(waiter)
+                return waiter
+        waiter.set_result(True)
+        return waiter
 
     def read(self) -> tuple[int, list[Snapshot]]:
         """(generation, snapshots in target order) as one consistent view."""

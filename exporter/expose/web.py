@@ -14,11 +14,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 from exporter import __version__
 from exporter.expose.basic_auth import BasicAuth
 from exporter.expose.exposition import Exposition, TargetExposition
-from exporter.expose.http_front import HTTPFront, Request, Response
+from exporter.expose.http_front import HTTPFront, Later, Request, Response
 from exporter.expose.snapshot import SnapshotStore
 from exporter.sharding import Roster
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+# (target text, auth_module or None) -> the target's name, (status, fixed text) refused, or
+# None when no target is discovered (dynamic_targets unset)
+Discover = Callable[[str, "str | None"], "str | tuple[int, str] | None"]
 
 
 class ExporterHTTPServer:
@@ -33,7 +36,9 @@ class ExporterHTTPServer:
                  ssl_context: ssl.SSLContext | None = None,
                  auth: BasicAuth | None = None,
                  roster: Callable[[], Roster] | None = None,
-                 family: int = socket.AF_INET) -> None:
+                 family: int = socket.AF_INET,
+                 discover: Discover | None = None, first_poll_wait: float = 5.0,
+                 scrape_age: Callable[[str], float | None] = lambda _: None) -> None:
         self.exposition = exposition
         self.targets = TargetExposition(store)
         # Configured targets and the shard; without one, every target in the store is ours.
@@ -44,6 +49,11 @@ class ExporterHTTPServer:
         self.telemetry_path = telemetry_path
         self.ready = ready
         self.wall_clock = wall_clock
+        # Targets Prometheus discovers (dynamic_targets): None answers 404 for any target
+        # that is not configured, as before.
+        self.discover = discover
+        self.first_poll_wait = first_poll_wait  # poll.timeout
+        self.scrape_age = scrape_age  # seconds since a discovered target's last scrape
         self.front = HTTPFront(address, self.respond, ssl_context, family,
                                wants_body=self._wants_body)
         self.server_address = self.front.server_address
@@ -91,7 +101,7 @@ class ExporterHTTPServer:
             gzipped = _wants_gzip(request)
             return _metrics(self.exposition.body(gzipped), gzipped)
         if path == "/scrape":
-            return self._scrape(parts.query, _wants_gzip(request))
+            return self._scrape(parts.query, request)
         if path == "/":
             return Response(200, landing_page(self).encode(), "text/html; charset=utf-8")
         if path in ("/-/healthy", "/health"):
@@ -119,15 +129,19 @@ class ExporterHTTPServer:
             return _text(500, "failed to reload config:\n" + "".join(f"{p}\n" for p in problems))
         return _text(200, "")
 
-    def _scrape(self, query: str, want_gzip: bool) -> Response:
+    def _scrape(self, query: str, request: Request) -> Response:
         """One target for the multi-target pattern: the scraper's `instance` names it."""
-        names = parse_qs(query, keep_blank_values=True).get("target", [])
+        want_gzip = _wants_gzip(request)
+        params = parse_qs(query, keep_blank_values=True)
+        names = params.get("target", [])
         if len(names) != 1 or not names[0]:
             problem = "missing" if not names or not names[0] else "repeated"
             return _text(400, f"'target' parameter is {problem}: use /scrape?target=<name>\n")
         name, roster = names[0], self.roster()
         if name not in roster.known:
-            return _text(404, f"unknown target {name!r}\n")
+            found = None if self.discover is None else self._discovered(
+                name, params.get("auth_module", []), request)
+            return found or _text(404, f"unknown target {name!r}\n")
         if not roster.shard.owns(name):
             return _text(404, f"target {name!r} is not in this shard: it is in shard "
                          f"{roster.shard.of(name)}, this exporter is "
@@ -136,6 +150,45 @@ class ExporterHTTPServer:
         if body is None:  # configured a moment ago by a reload, not yet published
             return _text(503, f"target {name!r} has no data yet\n", {"Retry-After": "1"})
         return _metrics(body, want_gzip)
+
+    def _discovered(self, text: str, modules: list[str], request: Request) -> Response | None:
+        """A target that is not configured: registered (or refused) by `discover`; a first
+        scrape waits for the first poll up to min(Prometheus' timeout - 0.5 s, poll.timeout),
+        since a reply at Prometheus' full timeout is already too late for it. Refusals have
+        a fixed text: the target is never echoed."""
+        assert self.discover is not None
+        if len(modules) > 1:
+            return _text(400, "the auth_module parameter is repeated\n")
+        if modules and not modules[0]:
+            modules = []
+        found = self.discover(text, modules[0] if modules else None)
+        if found is None:
+            return None
+        if isinstance(found, tuple):
+            status, reason = found
+            return _text(status, reason + "\n")
+        name, want_gzip = found, _wants_gzip(request)
+        header = _scrape_timeout(request)
+        wait = self.first_poll_wait if header is None else min(header - 0.5,
+                                                               self.first_poll_wait)
+
+        def answer(polled: bool) -> Response:
+            body = self.targets.body(name, want_gzip)
+            if body is None or not polled:
+                return _text(503, "the target's first poll has not finished yet\n",
+                             {"Retry-After": "1"})
+            return _metrics(body, want_gzip)
+
+        return Response(200, later=Later(self.store.when_polled(name), wait, answer))
+
+
+def _scrape_timeout(request: Request) -> float | None:
+    """Prometheus' own deadline for this scrape (X-Prometheus-Scrape-Timeout-Seconds)."""
+    try:
+        value = float(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds", ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def _wants_gzip(request: Request) -> bool:
@@ -161,9 +214,11 @@ def landing_page(server: ExporterHTTPServer) -> str:
         age = f"{now - snap.last_poll_wall:.1f}s ago" if snap.last_poll_wall else "never"
         # quote() percent-encodes every character HTML would care about.
         link = f'<a href="/scrape?target={quote(snap.target, safe="")}">scrape</a>'
+        scraped = server.scrape_age(snap.target)
+        source = "configured" if scraped is None else f"discovered, scraped {scraped:.0f}s ago"
         rows.append(f"<tr><td>{html.escape(snap.target)}</td><td>{state}</td>"
                     f"<td>{age}</td><td>{html.escape(snap.error_kind or '')}</td>"
-                    f"<td>{html.escape(snap.probe)}</td><td>{link}</td></tr>")
+                    f"<td>{html.escape(snap.probe)}</td><td>{source}</td><td>{link}</td></tr>")
     path = html.escape(server.telemetry_path)
     return (
         "<!DOCTYPE html><html><head><title>redis-connection-exporter</title></head><body>"
@@ -171,7 +226,7 @@ def landing_page(server: ExporterHTTPServer) -> str:
         f'<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>'
         '<li><a href="/-/ready">Readiness</a></li></ul>'
         "<table><tr><th>Target</th><th>State</th><th>Last successful poll</th>"
-        "<th>Error kind</th><th>New connections (probe)</th><th>/scrape</th></tr>"
+        "<th>Error kind</th><th>New connections (probe)</th><th>Source</th><th>/scrape</th></tr>"
         f"{''.join(rows)}</table>{_shard_note(server.roster())}</body></html>\n"
     )
 

@@ -292,6 +292,7 @@ class TargetPoller:
             probe_duration=stats.probe_duration, client_list_bytes=stats.client_list_bytes,
             client_list_interval=stats.client_list_interval,
             capabilities=dict(stats.capabilities),
+            source=self.target.source, address=self.target.endpoint.address,
         )
 
     def _message(self, error: BaseException) -> str:

@@ -86,14 +86,16 @@ class Scheduler:
         self._threads: list[threading.Thread] = []
 
     # -- targets come and go -----------------------------------------------------------
-    def add(self, poller: Pollable) -> None:
+    def add(self, poller: Pollable, at_once: bool = False) -> None:
         """Schedule a target: its first poll within a second (random, so that targets
-        added together spread out), its first probe within min(probe interval, 5 s)."""
+        added together spread out; `at_once`: now, for a scrape that waits for it), its
+        first probe within min(probe interval, 5 s)."""
         now = self._clock()
         entry = _Entry(poller, Cadence(self._rng.random()))
         with self._cond:
             self._entries[id(poller)] = entry
-        self._at(now + self._rng.uniform(0, min(1.0, self._poll.interval)), POLL, entry)
+        first = 0.0 if at_once else self._rng.uniform(0, min(1.0, self._poll.interval))
+        self._at(now + first, POLL, entry)
         probe = poller.probe_settings
         if probe.enabled:
             self._at(now + self._rng.uniform(0, min(probe.interval, 5.0)), PROBE, entry)

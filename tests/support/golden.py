@@ -194,6 +194,7 @@ def self_view(client_list_bytes: int) -> SelfView:
         client_list_interval=15.0,
         capabilities={"client_list": 1, "config": 1, "client_setname": 1,
                       "client_no_evict": 1, "client_list_fits_output_buffer": 1},
+        address="127.0.0.1:6379",
     )
 
 

@@ -1,0 +1,226 @@
+"""Targets that Prometheus discovers: what `/scrape?target=...&auth_module=...` may register.
+
+Decides only (the app starts and stops the pollers): it parses and normalizes the target,
+checks it against `dynamic_targets.allow` and the auth module's `targets` on every address the
+host resolves to, and keeps the caps and the last scrape of each target. A registered target is
+connected to by the address that was checked (its TLS name stays the host), so a name cannot be
+pointed elsewhere later; when it is down at a scrape, its host is resolved and checked again.
+Refusals carry a fixed text: nothing the request said is echoed.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from exporter.config.allowlist import allows
+from exporter.config.model import (
+    AuthModule,
+    CommandNames,
+    DynamicTargetsConfig,
+    Endpoint,
+    ProbeConfig,
+    TargetConfig,
+    TLSConfig,
+)
+from exporter.config.targets import parse_target_url
+from exporter.expose.families import Rejection as Reason
+
+Resolve = Callable[[str, int], list[str]]
+
+
+_REFUSALS = {
+    Reason.MALFORMED: (400, "the target parameter is not host:port or a redis:// or "
+                            "rediss:// URL"),
+    Reason.CREDENTIALS: (400, "the target must not carry a user or a password: use an "
+                              "auth_module"),
+    Reason.UNKNOWN_MODULE: (404, "unknown auth_module"),
+    Reason.NOT_ALLOWED: (403, "the target is not allowed by dynamic_targets.allow"),
+    Reason.MODULE_NOT_ALLOWED: (403, "the auth_module is not allowed for the target, or the "
+                                     "target is registered with another one"),
+    Reason.MAX_TARGETS: (429, "dynamic_targets.max_targets reached"),
+    Reason.PENDING: (429, "dynamic_targets.max_pending first polls in flight"),
+}
+
+
+class Refused(Exception):
+    """A refusal: `status` and a fixed `text` for the answer, `reason` for the counter."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.status, self.text = _REFUSALS[reason]
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A discovered target: its poller's configuration and what it was admitted with."""
+
+    key: tuple[str, str, int, int]  # scheme, host (lower case), port, db
+    module: str | None
+    addresses: tuple[str, ...]
+    target: TargetConfig
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(item[4][0]) for item in found})
+
+
+def parse(text: str) -> Endpoint:
+    """`10.0.0.7:6379`, `redis://10.0.0.7`, `rediss://cache:6380/2`: the endpoint, or Refused."""
+    url = text if "://" in text else f"redis://{text}"
+    try:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            raise Refused(Reason.CREDENTIALS)
+        endpoint = parse_target_url(url)
+    except ValueError:
+        raise Refused(Reason.MALFORMED) from None
+    if endpoint.scheme not in ("redis", "rediss"):
+        raise Refused(Reason.NOT_ALLOWED)  # a socket path is not a network address
+    return endpoint
+
+
+class DynamicTargets:
+    """The discovered targets of one exporter, their caps and their last scrapes."""
+
+    def __init__(self, config: DynamicTargetsConfig, modules: Mapping[str, AuthModule],
+                 clock: Callable[[], float], resolver: Resolve = resolve) -> None:
+        self.config = config
+        self.modules = dict(modules)
+        self._clock = clock
+        self._resolve = resolver
+        self._lock = threading.Lock()
+        self._targets: dict[str, Registered] = {}  # by target name (host:port[/db])
+        self._last_scrape: dict[str, float] = {}
+        self._pending: set[str] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._targets)
+
+    def get(self, name: str) -> Registered | None:
+        with self._lock:
+            return self._targets.get(name)
+
+    def admit(self, text: str, module_name: str | None) -> tuple[Registered, bool]:
+        """The target a scrape names, registered now (True) or already (False); Refused in
+        DESIGN.md's order: 400, 404, 403, 429."""
+        endpoint = parse(text)
+        module = None
+        if module_name is not None:
+            module = self.modules.get(module_name)
+            if module is None:
+                raise Refused(Reason.UNKNOWN_MODULE)
+        key = (endpoint.scheme, endpoint.host.lower(), endpoint.port, endpoint.db)
+        name = endpoint.display
+        with self._lock:
+            known = self._targets.get(name)
+        if known is not None and known.key == key and known.module == module_name:
+            self.touch(name)
+            return known, False
+        addresses = tuple(self._resolve(endpoint.host, endpoint.port))
+        if not allows(self.config.allow, endpoint.host, endpoint.port, addresses):
+            raise Refused(Reason.NOT_ALLOWED)
+        if known is not None or (module is not None and not allows(
+                module.targets, endpoint.host, endpoint.port, addresses)):
+            raise Refused(Reason.MODULE_NOT_ALLOWED)
+        with self._lock:
+            if name in self._targets:  # registered by a concurrent request meanwhile
+                registered = self._targets[name]
+                if registered.key != key or registered.module != module_name:
+                    raise Refused(Reason.MODULE_NOT_ALLOWED)
+                self._last_scrape[name] = self._clock()
+                return registered, False
+            if len(self._targets) >= self.config.max_targets:
+                raise Refused(Reason.MAX_TARGETS)
+            if len(self._pending) >= self.config.max_pending:
+                raise Refused(Reason.PENDING)
+            registered = Registered(key, module_name, addresses,
+                                    self._target(name, endpoint, addresses, module))
+            self._targets[name] = registered
+            self._last_scrape[name] = self._clock()
+            self._pending.add(name)
+        return registered, True
+
+    def recheck(self, name: str) -> Registered | None:
+        """A down target's host resolved and checked again: the same registration (None when
+        nothing changed), a new one with the new addresses, or Refused (then it is dropped)."""
+        with self._lock:
+            registered = self._targets.get(name)
+        if registered is None:
+            return None
+        _, host, port, _ = registered.key
+        addresses = tuple(self._resolve(host, port))
+        if addresses == registered.addresses:
+            return None
+        module = self.modules.get(registered.module) if registered.module else None
+        if not allows(self.config.allow, host, port, addresses) or (
+                module is not None and not allows(module.targets, host, port, addresses)):
+            self.forget(name)
+            raise Refused(Reason.NOT_ALLOWED)
+        endpoint = replace(registered.target.endpoint, host=host)
+        renewed = replace(registered, addresses=addresses,
+                          target=self._target(name, endpoint, addresses, module))
+        with self._lock:
+            if name in self._targets:
+                self._targets[name] = renewed
+        return renewed
+
+    def _target(self, name: str, endpoint: Endpoint, addresses: tuple[str, ...],
+                module: AuthModule | None) -> TargetConfig:
+        """Connect to the checked address; TLS still verifies the host's name."""
+        settings: dict[str, Any] = dict(module.settings) if module else {}
+        defaults = self.config.defaults
+        tls = TLSConfig(**settings.pop("tls", {}))
+        if endpoint.scheme == "rediss" and tls.server_name is None:
+            tls = replace(tls, server_name=endpoint.host)
+        commands = CommandNames(**{**defaults.get("commands", {}),
+                                   **settings.pop("commands", {})})
+        probe = ProbeConfig(**{**defaults.get("connect_probe", {}),
+                               **settings.pop("connect_probe", {})})
+        pinned = replace(endpoint, host=addresses[0]) if addresses else endpoint
+        return TargetConfig(name=name, endpoint=pinned, tls=tls, commands=commands,
+                            connect_probe=probe, source="dynamic", **settings)
+
+    def first_poll_done(self, name: str) -> None:
+        with self._lock:
+            self._pending.discard(name)
+
+    def touch(self, name: str) -> None:
+        with self._lock:
+            if name in self._targets:
+                self._last_scrape[name] = self._clock()
+
+    def last_scrape(self, name: str) -> float | None:
+        with self._lock:
+            return self._last_scrape.get(name)
+
+    def expired(self) -> list[str]:
+        """Targets not scraped for `expire_after`; forgotten here, to be stopped by the caller."""
+        now = self._clock()
+        with self._lock:
+            gone = [name for name, last in self._last_scrape.items()
+                    if now - last >= self.config.expire_after]
+        for name in gone:
+            self.forget(name)
+        return gone
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._targets.pop(name, None)
+            self._last_scrape.pop(name, None)
+            self._pending.discard(name)
