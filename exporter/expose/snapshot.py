@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 
 from exporter.expose import families as metrics
 from exporter.logsetup import kv
@@ -19,7 +19,9 @@ class Snapshot:
     """Everything /metrics serves for one target: rendered text per family, and its state."""
 
     target: str
-    families: Mapping[str, str]
+    # Rendered text (str, or already encoded) per family: kept only as `row`, so one target's
+    # text is held once, as bytes (at 1,000 targets that is tens of MB less than str + bytes).
+    families: InitVar[Mapping[str, str | bytes]]
     up: bool
     polled: bool  # False until the first poll finished
     last_poll_wall: float | None
@@ -30,10 +32,13 @@ class Snapshot:
     # 10 MB encode nor ~40,000 dict lookups per scrape.
     row: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, families: Mapping[str, str | bytes]) -> None:
         object.__setattr__(self, "row", tuple(
-            self.families.get(family.name, "").encode("utf-8")
-            for family in metrics.TARGET_FAMILIES))
+            _encoded(families.get(family.name, b"")) for family in metrics.TARGET_FAMILIES))
+
+
+def _encoded(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8")
 
 
 class SnapshotStore:

@@ -51,7 +51,8 @@ class TargetPoller:
         self.memory = TargetMemory()
         self.settings = DigestSettings(config.client_list, target.max_clients)
         self.planner = Planner(target, config)
-        self._redis_text: dict[str, str] = {}  # nothing about Redis until the first poll
+        # Redis-derived families of the last poll, encoded once (snapshots share the bytes).
+        self._redis_text: dict[str, bytes] = {}  # nothing about Redis until the first poll
         self._probe = ConnectProbe(lambda: self.conn.target, config.poll.timeout, watchdog,
                                    self.stats, wall_clock, self._observe)
         self.last_command = 0.0
@@ -142,7 +143,7 @@ class TargetPoller:
         self._client_list(digest, first, steps.CLIENT_LIST in arrived, cut, info_done)
         view = digest.view()
         self.stats.record_up()
-        self._redis_text = render_redis(self.target.name, view)
+        self._redis_text = _encode(render_redis(self.target.name, view))
         self.publish()
         return True
 
@@ -222,7 +223,7 @@ class TargetPoller:
         self.stats.count_error(Step.INFO, kind)
         self.stats.finish_step(Step.INFO, self._clock() - started, None)
         self.stats.record_down(kind, self._message(error))
-        self._redis_text = render_redis(self.target.name, None)
+        self._redis_text = _encode(render_redis(self.target.name, None))
         self.memory.forget_list()
         self.planner.last_list = None
         self.publish()
@@ -301,3 +302,7 @@ class TargetPoller:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _encode(families: dict[str, str]) -> dict[str, bytes]:
+    return {name: text.encode("utf-8") for name, text in families.items()}

@@ -141,8 +141,9 @@ class PoolRegistry(Collector):
                                   server_of(kwargs), int(getattr(pool, "max_connections", 0)))
             self._pools[name] = tracked
             wrap(pool, tracked, self.events)
-            self.timeouts.labels(name)
-            self.created.labels(name)
+            # The label children, looked up once: a get_connection pays no label lookup.
+            tracked.children = (self.wait.labels(name), self.timeouts.labels(name),
+                                self.created.labels(name))
             _REAPER.ensure()
             weakref.finalize(pool, _REAPER.put, self, name, tracked)
         self._changed(tracked)
@@ -202,13 +203,13 @@ class PoolRegistry(Collector):
     # -- wrapper events ------------------------------------------------------------------
 
     def _waited(self, tracked: TrackedPool, seconds: float) -> None:
-        self.wait.labels(tracked.name).observe(seconds)
+        tracked.children[0].observe(seconds)
 
     def _timed_out(self, tracked: TrackedPool) -> None:
-        self.timeouts.labels(tracked.name).inc()
+        tracked.children[1].inc()
 
     def _created(self, tracked: TrackedPool) -> None:
-        self.created.labels(tracked.name).inc()
+        tracked.children[2].inc()
 
     def _changed(self, tracked: TrackedPool) -> None:
         if self.pushed is not None:

@@ -45,6 +45,7 @@ class TrackedPool:
     server: str
     max_connections: int
     pushed_server: str | None = None  # multiprocess: the server label last pushed
+    children: tuple[Any, ...] = ()  # its wait histogram, timeouts and created counters
 
     def counts(self) -> tuple[int, int] | None:
         """(idle, in use) from the pool's public count, or None when it is gone or cannot
