@@ -46,26 +46,34 @@ class Exposition:
         self._self_metrics = self_metrics
         self._lock = threading.Lock()
         self._generation = -1
-        self._plain = b""
+        self._plain: bytes | None = None
         self._gzipped: bytes | None = None
 
     def body(self, want_gzip: bool) -> bytes:
+        """The body of the current generation; kept only in the encodings asked for. A
+        gzip-only scraper (Prometheus) leaves just the compressed body in memory: at 1,000
+        targets the plain one is ~20 MB, the gzipped one ~1 MB."""
         with self._lock:
             generation, snapshots = self._store.read()
             if generation != self._generation:
-                # Let go of the old body first: at 1,000 targets it is ~10 MB of peak RSS.
-                self._plain, self._gzipped = b"", None
-                up = sum(1 for snap in snapshots if snap.polled and snap.up)
-                down = sum(1 for snap in snapshots if snap.polled and not snap.up)
-                parts = family_parts(snapshots)
-                parts.append(self._self_metrics.render(up, down))
-                self._plain = b"".join(parts)  # the one copy of the body
+                # Let go of the old bodies first: they are the bulk of peak RSS.
+                self._plain, self._gzipped = None, None
                 self._generation = generation
             if not want_gzip:
+                if self._plain is None:
+                    self._plain = self._build(snapshots)
                 return self._plain
             if self._gzipped is None:
-                self._gzipped = compress(self._plain)
+                plain = self._plain if self._plain is not None else self._build(snapshots)
+                self._gzipped = compress(plain)
             return self._gzipped
+
+    def _build(self, snapshots: list[Snapshot]) -> bytes:
+        up = sum(1 for snap in snapshots if snap.polled and snap.up)
+        down = sum(1 for snap in snapshots if snap.polled and not snap.up)
+        parts = family_parts(snapshots)
+        parts.append(self._self_metrics.render(up, down))
+        return b"".join(parts)  # the one copy of the body
 
 
 def without_target_label(snapshot: Snapshot) -> bytes:
