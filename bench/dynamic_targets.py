@@ -89,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status, seconds = scrape(client.port, target)
                 statuses.append(status)
                 latencies.append(seconds * 1000)
+            stopped = time.monotonic()  # the last scrape: from here on, nothing scrapes
             time.sleep(2)
             after = memory_mb(pid)[0]
             held = sum(exporter_connections(port) for port in ports)
-            stopped = time.monotonic()  # the last scrape: from here on, nothing scrapes
             while sum(exporter_connections(port) for port in ports) and \
                     time.monotonic() - stopped < options.expire_after + 30:
                 time.sleep(0.2)
