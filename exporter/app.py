@@ -71,7 +71,9 @@ class Exporter:
         self.scheduler = Scheduler(config.poll, self.watchdog)
         self.pollers: dict[str, TargetPoller] = {}
         self.dynamic = DynamicTargets(config.dynamic, config.auth_modules, time.monotonic)
-        self._dynamic_lock = threading.Lock()
+        # One lock for every change of `pollers` and of the discovered targets: a reload, a
+        # registration, a re-check and expiry never interleave.
+        self._targets_lock = threading.RLock()
         self._stopping = threading.Event()
         self._apply_changes(target_changes({}, static_targets(config, self.shard)), config)
         self.exposition = Exposition(self.store, self.self_metrics)
@@ -92,6 +94,7 @@ class Exporter:
         poller = self.pollers.pop(name)
         self.store.remove(name, poller)
         self.scheduler.remove(poller)  # its connection closes when no worker holds it
+        self.dynamic.first_poll_done(name)  # a discovered target's pending slot, if any
 
     def _apply_changes(self, changes: TargetChanges, config: Config) -> None:
         for name in changes.removed:
@@ -116,7 +119,7 @@ class Exporter:
         if self.loader is None:
             self.store.touch()
             return web_problems
-        with self._reload_lock:
+        with self._reload_lock, self._targets_lock:
             try:
                 config = self.loader()
             except ConfigError as error:
@@ -141,6 +144,10 @@ class Exporter:
         # Discovered targets are not in the file: a reload keeps them (a change of `poll`
         # restarts them below, as every target).
         discovered = set(self.dynamic.names())
+        for target in owned:  # a configured name is never a discovered target's
+            if target.name in discovered:
+                self._drop_discovered(target.name)
+                discovered.discard(target.name)
         held = {name: poller.conn.target for name, poller in self.pollers.items()
                 if name not in discovered}
         changes = target_changes(held, owned, restart_all=poll_changed)
@@ -150,13 +157,9 @@ class Exporter:
             for poller in self.pollers.values():
                 poller.reconfigure(new)
         self._apply_changes(changes, new)
-        if poll_changed:
-            for name in discovered:
-                registered = self.dynamic.get(name)
-                if registered is not None and name in self.pollers:
-                    self._stop(name)
-                    self._start(registered.target, new, at_once=True)
-        self.dynamic.config, self.dynamic.modules = new.dynamic, dict(new.auth_modules)
+        self._reapply_discovered(new, poll_changed)
+        if self.server is not None:
+            self.server.first_poll_wait = new.poll.timeout
         self.store.order(tuple(target.name for target in owned))
         self.config = new
         self.roster = Roster(tuple(target.name for target in new.targets), self.shard)
@@ -167,6 +170,25 @@ class Exporter:
 
     # -- targets Prometheus discovers (dynamic_targets) ------------------------------------
 
+    def _reapply_discovered(self, new: Config, poll_changed: bool) -> None:
+        """Discovered targets against a reloaded `allow` and modules: trust taken back is
+        taken back now, and changed module settings (credentials, TLS) restart them."""
+        self.dynamic.config, self.dynamic.modules = new.dynamic, dict(new.auth_modules)
+        dropped, renewed = self.dynamic.revalidate()
+        for name in dropped:
+            if name in self.pollers:
+                self._stop(name)
+        restart = {registered.target.name: registered.target for registered in renewed}
+        if poll_changed:
+            for name in self.dynamic.names():
+                registered = self.dynamic.get(name)
+                if registered is not None:
+                    restart.setdefault(name, registered.target)
+        for name, target in restart.items():
+            if name in self.pollers:
+                self._stop(name)
+            self._start(target, new, at_once=True)
+
     def discover(self, text: str, module: str | None) -> str | tuple[int, str] | None:
         """/scrape of a target not in the file: its name once registered (its first poll
         started at once), (status, fixed text) when refused (counted by reason), or None
@@ -174,29 +196,43 @@ class Exporter:
         if not self.dynamic.enabled:
             return None
         try:
-            registered, new = self.dynamic.admit(text, module)
+            registered, new = self.dynamic.admit(text, module, self._configured)
+            name = registered.target.name
+            if new:
+                self._register(registered.target)
+            elif self._down(name):
+                # Its host may resolve elsewhere now: checked again, like a first time.
+                with self._targets_lock:
+                    renewed = self.dynamic.recheck(name)
+                    if renewed is not None:
+                        if name in self.pollers:
+                            self._stop(name)
+                        self._start(renewed.target, self.config, at_once=True)
         except Refused as refused:
             return self._refuse(refused)
-        name = registered.target.name
-        if new:
-            with self._dynamic_lock:
-                self._start(registered.target, self.config, at_once=True)
-            self.store.when_polled(name).add_done_callback(
-                lambda _: self.dynamic.first_poll_done(name))
-        elif self._down(name):
-            try:  # its host may resolve elsewhere now: checked again, like a first time
-                renewed = self.dynamic.recheck(name)
-            except Refused as refused:
-                with self._dynamic_lock:
-                    if name in self.pollers:
-                        self._stop(name)
-                return self._refuse(refused)
-            if renewed is not None:
-                with self._dynamic_lock:
-                    if name in self.pollers:
-                        self._stop(name)
-                    self._start(renewed.target, self.config, at_once=True)
         return name
+
+    def _configured(self, name: str) -> bool:
+        return name in self.roster.known or (
+            name in self.pollers and self.dynamic.get(name) is None)
+
+    def _register(self, target: TargetConfig) -> None:
+        name = target.name
+        with self._targets_lock:
+            if self.dynamic.get(name) is None or name in self.pollers:
+                return  # expired or replaced meanwhile, or started by a concurrent scrape
+            try:
+                self._start(target, self.config, at_once=True)
+            except Exception:  # nothing of it may stay registered without a poller
+                self.dynamic.forget(name)
+                raise
+        self.store.when_polled(name).add_done_callback(
+            lambda _: self.dynamic.first_poll_done(name))
+
+    def _drop_discovered(self, name: str) -> None:
+        self.dynamic.forget(name)
+        if name in self.pollers:
+            self._stop(name)
 
     def _refuse(self, refused: Refused) -> tuple[int, str]:
         self.self_metrics.rejections.labels(refused.reason).inc()
@@ -214,12 +250,17 @@ class Exporter:
     def _expire_dynamic(self) -> None:
         """Stop polling discovered targets that Prometheus stopped scraping."""
         while not self._stopping.wait(1.0):
-            for name in self.dynamic.expired():
-                with self._dynamic_lock:
-                    if name in self.pollers:
-                        self._stop(name)
-                log.info("discovered target expired %s", kv(
-                    target=name, expire_after=f"{self.dynamic.config.expire_after:g}s"))
+            try:
+                with self._targets_lock:  # forgotten and stopped in one step
+                    expired = self.dynamic.expired()
+                    for name in expired:
+                        if name in self.pollers:
+                            self._stop(name)
+                for name in expired:
+                    log.info("discovered target expired %s", kv(
+                        target=name, expire_after=f"{self.dynamic.config.expire_after:g}s"))
+            except Exception:  # the sweep must outlive any surprise
+                log.exception("expiring discovered targets failed")
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)

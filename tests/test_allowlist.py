@@ -29,6 +29,7 @@ def test_rules_parse(text: str, rule: Rule) -> None:
     ("10.0.0.0/8:0", "port must be a number from 1 to 65535"),
     ("10.0.0.0/8:http", "port must be a number from 1 to 65535"),
     ("bad_host!", "not a CIDR or a host glob"),
+    ("10.0.0.*", "an address pattern must be a CIDR"),
 ])
 def test_bad_rules_say_why(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -49,6 +50,7 @@ RULES = parse_rules(["127.0.0.1/32", "10.1.2.3/32:6380", "*.svc.cluster.local:63
     ("cache.prod.svc.cluster.local", 6380, ["127.0.0.1"], True),  # ...and 127.0.0.1 is allowed
     ("cache.prod.svc.cluster.local", 6380, ["203.0.113.9"], False),
     ("evil.example", 6379, [], False),  # resolves to nothing
+    ("cache.prod.svc.cluster.local", 6379, [], False),  # a glob too: nothing to connect to
     ("127.0.0.1", 6379, ["not an address"], False),
 ])
 def test_every_resolved_address_must_be_allowed(host: str, port: int, addresses: list[str],

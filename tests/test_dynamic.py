@@ -53,6 +53,10 @@ def _targets(clock: Clock | None = None, names: dict[str, list[str]] | None = No
 
 
 @pytest.mark.parametrize(("text", "module", "reason", "status"), [
+    ("10.0.0.7\x00.prod.svc.cluster.local", "prod", "malformed", 400),  # NUL ends the name
+    ("cache%2eprod", None, "malformed", 400),
+    ("10.1:6379", None, "malformed", 400),  # neither an IP literal nor a name
+    ("unix:///run/redis.sock", "nope", "unknown_module", 404),  # DESIGN's order
     ("redis://user:secret@10.0.0.7:6379", None, "credentials", 400),
     ("redis://:secret@10.0.0.7", None, "credentials", 400),
     ("10.0.0.7:notaport", None, "malformed", 400),
@@ -82,6 +86,54 @@ def test_spellings_of_one_target_share_one_registration() -> None:
         assert not new and again is first, spelling
     other, new = targets.admit("10.0.0.7:6379/2", None)  # another db: another target
     assert new and other.target.name == "10.0.0.7:6379/2"
+
+
+def test_one_host_has_one_spelling() -> None:
+    names = {"cache.prod": ["10.0.0.7"], "fd00::7": ["fd00::7"]}
+    targets = _targets(names=names, allow=parse_rules(["10.0.0.0/8", "fd00::/8"]))
+    first, _ = targets.admit("cache.prod.:6379", None)
+    assert first.target.name == "cache.prod:6379"
+    assert targets.admit("CACHE.prod", None) == (first, False)
+    six, _ = targets.admit("[fd00:0::7]:6379", None)
+    assert six.target.name == "[fd00::7]:6379"
+    assert targets.admit("redis://[fd00::7]", None) == (six, False)
+
+
+def test_a_module_with_tls_settings_is_only_used_over_tls() -> None:
+    targets = _targets()
+    targets.modules["secure"] = AuthModule("secure", {"tls": {"ca_file": "/etc/ca.pem"}},
+                                           parse_rules(["10.0.0.0/8"]))
+    with pytest.raises(Refused) as caught:
+        targets.admit("redis://10.0.0.7:6380", "secure")  # its password in clear text
+    assert caught.value.reason == "module_not_allowed"
+    registered, _ = targets.admit("rediss://10.0.0.7:6380", "secure")
+    assert registered.target.tls.ca_file == "/etc/ca.pem"
+
+
+def test_a_configured_name_is_never_taken_by_a_discovered_target() -> None:
+    with pytest.raises(Refused) as caught:
+        _targets().admit("redis://10.0.0.7", None, reserved=lambda name: name == "10.0.0.7:6379")
+    assert caught.value.reason == "not_allowed"
+
+
+def test_a_reload_takes_trust_back_from_registered_targets() -> None:
+    targets = _targets()
+    targets.admit("10.0.0.7", "prod")
+    targets.admit("10.0.0.8", None)
+    targets.config = DynamicTargetsConfig(allow=parse_rules(["10.0.0.7/32"]))
+    assert targets.revalidate() == (["10.0.0.8:6379"], [])
+    targets.modules = {}  # the module is gone: its target must not keep its password
+    dropped, _ = targets.revalidate()
+    assert dropped == ["10.0.0.7:6379"] and targets.names() == []
+
+
+def test_a_reload_that_changes_a_module_renews_its_targets() -> None:
+    targets = _targets()
+    targets.admit("10.0.0.7", "prod")
+    targets.modules["prod"] = AuthModule("prod", {"username": "rotated"},
+                                         parse_rules(["10.0.0.7"]))
+    dropped, renewed = targets.revalidate()
+    assert dropped == [] and [r.target.username for r in renewed] == ["rotated"]
 
 
 def test_a_name_is_connected_by_the_address_that_was_checked() -> None:
@@ -217,6 +269,7 @@ def test_a_discovered_target_is_polled_at_once_and_refusals_are_counted(
         "127.0.0.2:6379": (403, "not_allowed"),
         f"redis://user:{secret}@{address}": (400, "credentials"),
         "localhost:1:2": (400, "malformed"),
+        "127.0.0.1%00.prod.svc.cluster.local": (400, "malformed"),
     }
     for target, (expected, _) in refusals.items():
         status, body = _scrape(exporter, target)
@@ -368,3 +421,19 @@ def test_a_first_poll_slower_than_prometheus_waits_answers_503_in_time(
         silent.close()
     assert status == 503 and address not in body
     assert 0.9 <= elapsed < 1.4  # 1.5 - 0.5 s, not poll.timeout's 5 s
+
+
+def test_a_configured_target_keeps_its_name(redis_server: RedisServer,
+                                            exporter_factory: Callable[..., Exporter]) -> None:
+    """A discovered spelling of a configured target's name is refused: the configured poller
+    (and its credentials and settings) stays the only one of that name."""
+    address = f"127.0.0.1:{redis_server.port}"
+    exporter = exporter_factory({
+        "defaults": {"connect_probe": {"enabled": False}},
+        "targets": [{"name": address, "url": redis_server.url}],
+        "dynamic_targets": {"allow": ["127.0.0.1/32"]},
+    })
+    assert _scrape(exporter, f"redis://{address}")[0] == 403
+    assert _scrape(exporter, address)[0] == 200  # the configured one, by its name
+    assert list(exporter.pollers) == [address]
+    assert exporter.dynamic.names() == []

@@ -38,10 +38,12 @@ def parse_rule(text: str) -> Rule:
     try:
         network = ipaddress.ip_network(body, strict=False)
     except ValueError:
-        glob = body.lower()
+        glob = body.lower().removesuffix(".")
         if not _HOST_GLOB.fullmatch(glob):
             raise ValueError("not a CIDR or a host glob (letters, digits, '.', '-', '*', "
                              "'?')") from None
+        if re.fullmatch(r"[0-9.*?]+", glob):  # `10.0.0.*` would also match 10.0.0.evil.com
+            raise ValueError("an address pattern must be a CIDR, e.g. 10.0.0.0/24") from None
         return Rule(None, glob, port)
     return Rule(network, None, port)
 
@@ -73,16 +75,28 @@ def parse_rules(texts: Iterable[str]) -> tuple[Rule, ...]:
     return tuple(parse_rule(text) for text in texts)
 
 
+def port_allowed(rules: Sequence[Rule], port: int) -> bool:
+    """Whether any rule allows `port`: checked before a name is looked up."""
+    return any(rule.port in (None, port) for rule in rules)
+
+
 def allows(rules: Sequence[Rule], host: str, port: int, addresses: Sequence[str]) -> bool:
-    """Whether `host:port`, resolving to `addresses`, is allowed (no address: never)."""
-    name = host.lower().rstrip(".")
-    for rule in rules:
-        if rule.glob is not None and rule.port in (None, port) and \
-                fnmatch.fnmatchcase(name, rule.glob):
-            return True
+    """Whether `host:port`, resolving to `addresses`, is allowed (no address: never, not even
+    for a name a glob allows: a connection goes to an address that was checked)."""
     if not addresses:
         return False
+    name = host.lower().rstrip(".")
+    for rule in rules:
+        if rule.glob is not None and rule.port in (None, port) and _glob_match(rule.glob, name):
+            return True
     return all(_address_allowed(rules, address, port) for address in addresses)
+
+
+def _glob_match(glob: str, name: str) -> bool:
+    """`*` spans labels (`*.svc.cluster.local` matches `redis.prod.svc.cluster.local`, a
+    Kubernetes service): the zone after it is what is trusted. Names reaching here are
+    strict host names (sources/dynamic.py: no NUL, no escapes)."""
+    return fnmatch.fnmatchcase(name, glob)
 
 
 def _address_allowed(rules: Sequence[Rule], address: str, port: int) -> bool:

@@ -10,6 +10,7 @@ names is the Go peer's SSRF). `defaults` give discovered targets only their `com
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +22,9 @@ from exporter.config.checks import (
     read_duration,
     read_int,
 )
-from exporter.config.model import AuthModule, DynamicTargetsConfig
+from exporter.config.model import AuthModule, DynamicTargetsConfig, TLSConfig
 from exporter.config.targets import read_target_settings
+from exporter.config.tls import tls_context
 
 # What `defaults` may give a discovered target: nothing that identifies or authenticates.
 PUBLIC_DEFAULTS = ("commands", "connect_probe")
@@ -57,6 +59,13 @@ def read_auth_modules(node: object, env: Mapping[str, str],
             problems.add(path, "module names are non-empty strings")
             continue
         settings = read_target_settings(item, path, ("targets",), env, problems)
+        if settings.get("tls"):
+            try:  # loads the CA, certificate and key now, as for configured targets
+                tls_context(TLSConfig(**settings["tls"]))
+            except (ssl.SSLError, OSError, ValueError) as error:
+                reason = getattr(error, "reason", None) or getattr(error, "strerror", None) \
+                    or str(error)
+                problems.add(f"{path}.tls", f"cannot load the TLS files: {reason}")
         section = item if isinstance(item, Mapping) else {}
         rules = read_rules(section.get("targets"), f"{path}.targets", problems)
         if not rules:

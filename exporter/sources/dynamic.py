@@ -10,6 +10,8 @@ Refusals carry a fixed text: nothing the request said is echoed.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -17,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporter.config.allowlist import allows
+from exporter.config.allowlist import allows, port_allowed
 from exporter.config.model import (
     AuthModule,
     CommandNames,
@@ -31,6 +33,7 @@ from exporter.config.targets import parse_target_url
 from exporter.expose.families import Rejection as Reason
 
 Resolve = Callable[[str, int], list[str]]
+LOOKUPS = 4  # DNS lookups of new targets at once
 
 
 _REFUSALS = {
@@ -75,8 +78,13 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(item[4][0]) for item in found})
 
 
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
 def parse(text: str) -> Endpoint:
-    """`10.0.0.7:6379`, `redis://10.0.0.7`, `rediss://cache:6380/2`: the endpoint, or Refused."""
+    """`10.0.0.7:6379`, `redis://10.0.0.7`, `rediss://cache:6380/2`: the endpoint, with the host
+    in one canonical spelling (an IP literal as `ipaddress` writes it, a name in lower case
+    without a trailing dot), or Refused. A unix socket is refused later, after the module."""
     url = text if "://" in text else f"redis://{text}"
     try:
         parts = urlsplit(url)
@@ -85,9 +93,24 @@ def parse(text: str) -> Endpoint:
         endpoint = parse_target_url(url)
     except ValueError:
         raise Refused(Reason.MALFORMED) from None
-    if endpoint.scheme not in ("redis", "rediss"):
-        raise Refused(Reason.NOT_ALLOWED)  # a socket path is not a network address
-    return endpoint
+    if endpoint.scheme == "unix":
+        return endpoint
+    return replace(endpoint, host=canonical_host(endpoint.host))
+
+
+def canonical_host(host: str) -> str:
+    """An IP literal or a strict host name (letters, digits, '-', dots; 253 characters at
+    most), else Refused: no NUL, percent-escape or other byte may reach a glob or DNS."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    name = host.lower().removesuffix(".")
+    labels = name.split(".")
+    if (not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels)
+            or all(label.isdigit() for label in labels)):  # `10.1`: not an IP, not a name
+        raise Refused(Reason.MALFORMED)
+    return name
 
 
 class DynamicTargets:
@@ -100,6 +123,7 @@ class DynamicTargets:
         self._clock = clock
         self._resolve = resolver
         self._lock = threading.Lock()
+        self._lookups = threading.BoundedSemaphore(LOOKUPS)
         self._targets: dict[str, Registered] = {}  # by target name (host:port[/db])
         self._last_scrape: dict[str, float] = {}
         self._pending: set[str] = set()
@@ -116,27 +140,33 @@ class DynamicTargets:
         with self._lock:
             return self._targets.get(name)
 
-    def admit(self, text: str, module_name: str | None) -> tuple[Registered, bool]:
+    def admit(self, text: str, module_name: str | None,
+              reserved: Callable[[str], bool] = lambda _: False) -> tuple[Registered, bool]:
         """The target a scrape names, registered now (True) or already (False); Refused in
-        DESIGN.md's order: 400, 404, 403, 429."""
+        DESIGN.md's order: 400, 404, 403, 429. `reserved(name)`: a configured target has
+        that name (a discovered target never takes it over)."""
         endpoint = parse(text)
         module = None
         if module_name is not None:
             module = self.modules.get(module_name)
             if module is None:
                 raise Refused(Reason.UNKNOWN_MODULE)
-        key = (endpoint.scheme, endpoint.host.lower(), endpoint.port, endpoint.db)
+        if endpoint.scheme == "unix":
+            raise Refused(Reason.NOT_ALLOWED)  # a socket path is not a network address
+        key = (endpoint.scheme, endpoint.host, endpoint.port, endpoint.db)
         name = endpoint.display
         with self._lock:
             known = self._targets.get(name)
-        if known is not None and known.key == key and known.module == module_name:
-            self.touch(name)
-            return known, False
-        addresses = tuple(self._resolve(endpoint.host, endpoint.port))
-        if not allows(self.config.allow, endpoint.host, endpoint.port, addresses):
+            if known is not None and known.key == key and known.module == module_name:
+                self._last_scrape[name] = self._clock()
+                return known, False
+        if reserved(name):
             raise Refused(Reason.NOT_ALLOWED)
-        if known is not None or (module is not None and not allows(
-                module.targets, endpoint.host, endpoint.port, addresses)):
+        if not port_allowed(self.config.allow, endpoint.port):
+            raise Refused(Reason.NOT_ALLOWED)  # refused before any DNS lookup
+        addresses = self._lookup(endpoint.host, endpoint.port)
+        self._check(endpoint, addresses, module)
+        if known is not None:
             raise Refused(Reason.MODULE_NOT_ALLOWED)
         with self._lock:
             if name in self._targets:  # registered by a concurrent request meanwhile
@@ -156,28 +186,75 @@ class DynamicTargets:
             self._pending.add(name)
         return registered, True
 
+    def _lookup(self, host: str, port: int) -> tuple[str, ...]:
+        """Resolve, at most LOOKUPS at once (a slow name cannot hold every HTTP thread)."""
+        if not self._lookups.acquire(blocking=False):
+            raise Refused(Reason.PENDING)
+        try:
+            return tuple(self._resolve(host, port))
+        finally:
+            self._lookups.release()
+
+    def _check(self, endpoint: Endpoint, addresses: tuple[str, ...],
+               module: AuthModule | None) -> None:
+        """`allow`, then the module's own `targets`; a module with TLS settings only over TLS
+        (its password must not leave in clear text to a `redis://` spelling)."""
+        if not addresses or not allows(self.config.allow, endpoint.host, endpoint.port,
+                                       addresses):
+            raise Refused(Reason.NOT_ALLOWED)
+        if module is not None and (
+                not allows(module.targets, endpoint.host, endpoint.port, addresses)
+                or (module.settings.get("tls") and endpoint.scheme != "rediss")):
+            raise Refused(Reason.MODULE_NOT_ALLOWED)
+
     def recheck(self, name: str) -> Registered | None:
-        """A down target's host resolved and checked again: the same registration (None when
-        nothing changed), a new one with the new addresses, or Refused (then it is dropped)."""
+        """A down target's host resolved and checked again: None when nothing changed (or it
+        is gone), a new registration with the new addresses, or Refused (then dropped)."""
         with self._lock:
             registered = self._targets.get(name)
         if registered is None:
             return None
-        _, host, port, _ = registered.key
-        addresses = tuple(self._resolve(host, port))
+        addresses = self._lookup(registered.key[1], registered.key[2])
         if addresses == registered.addresses:
             return None
+        return self._renew(name, registered, addresses)
+
+    def revalidate(self) -> tuple[list[str], list[Registered]]:
+        """After a reload: every registered target checked again against the new `allow`
+        and modules (no DNS: its checked addresses). (names dropped, registrations whose
+        settings changed), the dropped ones forgotten."""
+        dropped, renewed = [], []
+        for name in self.names():
+            registered = self.get(name)
+            if registered is None:
+                continue
+            try:
+                fresh = self._renew(name, registered, registered.addresses)
+            except Refused:
+                dropped.append(name)
+                continue
+            if fresh is not None and fresh.target != registered.target:
+                renewed.append(fresh)
+        return dropped, renewed
+
+    def _renew(self, name: str, registered: Registered,
+               addresses: tuple[str, ...]) -> Registered | None:
+        scheme, host, port, db = registered.key
+        endpoint = Endpoint(scheme, host=host, port=port, db=db)
         module = self.modules.get(registered.module) if registered.module else None
-        if not allows(self.config.allow, host, port, addresses) or (
-                module is not None and not allows(module.targets, host, port, addresses)):
+        try:
+            if registered.module is not None and module is None:
+                raise Refused(Reason.MODULE_NOT_ALLOWED)  # the module was removed
+            self._check(endpoint, addresses, module)
+        except Refused:
             self.forget(name)
-            raise Refused(Reason.NOT_ALLOWED)
-        endpoint = replace(registered.target.endpoint, host=host)
+            raise
         renewed = replace(registered, addresses=addresses,
                           target=self._target(name, endpoint, addresses, module))
         with self._lock:
-            if name in self._targets:
-                self._targets[name] = renewed
+            if self._targets.get(name) is not registered:
+                return None  # forgotten or replaced meanwhile
+            self._targets[name] = renewed
         return renewed
 
     def _target(self, name: str, endpoint: Endpoint, addresses: tuple[str, ...],
