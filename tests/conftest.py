@@ -100,6 +100,21 @@ def metrics_url(exporter: Exporter) -> str:
     return f"http://{exporter.bound_address()}/metrics"
 
 
+def require_compiled_scanner() -> None:
+    """Skip without the compiled CLIENT LIST scanner; with CI=true fail: `pip install` must
+    have built it there."""
+    if not clientlist.compiled_scanner_available():
+        message = "the compiled scanner was not built (no C compiler when pip installed?)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def compiled_scanner() -> None:
+    require_compiled_scanner()
+
+
 @pytest.fixture(params=["compiled", "pure"])
 def both_scanners(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test once with the compiled CLIENT LIST scanner and once with the pure path.
@@ -107,11 +122,8 @@ def both_scanners(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     With CI=true a missing compiled scanner fails: `pip install` must have built it there.
     """
     scanner: str = request.param
-    if scanner == "compiled" and not clientlist.compiled_scanner_available():
-        message = "the compiled scanner was not built (no C compiler when pip installed?)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    if scanner == "compiled":
+        require_compiled_scanner()
     if scanner == "pure":
         monkeypatch.setattr(clientlist, "_compiled", None)
     return scanner

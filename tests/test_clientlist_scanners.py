@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config.model import Buckets
-from exporter.pipeline import clientlist
 from exporter.pipeline.clientlist import line_keys, scan_reply, summarize_client_list
 from exporter.pipeline.columns import (
     GROUP_SOURCES,
@@ -96,13 +95,7 @@ specs = st.builds(
 )
 
 
-@pytest.fixture(autouse=True)
-def compiled_scanner() -> None:
-    if not clientlist.compiled_scanner_available():
-        message = "the compiled scanner was not built"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+pytestmark = pytest.mark.usefixtures("compiled_scanner")  # tests/conftest.py
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,6 @@ snapshots, and the merge walk must say exactly which ids came, went and what the
 
 from __future__ import annotations
 
-import os
 from array import array
 
 import pytest
@@ -12,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config.model import Buckets
-from exporter.pipeline import clientlist
 from exporter.pipeline.clientlist import line_keys, scan_reply
 from exporter.pipeline.columns import HISTOGRAM_SOURCES, ClientListSpec, Tracked
 from exporter.pipeline.tracking import diff, diff_pure
@@ -22,13 +20,7 @@ BUCKETS = {name: getattr(Buckets(), name) for name in HISTOGRAM_SOURCES}
 TRACKING = ClientListSpec(("name",), 60.0, BUCKETS, track=True)
 
 
-@pytest.fixture(autouse=True)
-def compiled_scanner() -> None:
-    if not clientlist.compiled_scanner_available():
-        message = "the compiled scanner was not built"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+pytestmark = pytest.mark.usefixtures("compiled_scanner")  # tests/conftest.py
 
 
 def snapshot(rows: list[tuple[int, int, int, int, int]]) -> Tracked:
