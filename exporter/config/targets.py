@@ -178,7 +178,7 @@ def read_targets(node: object, path: str, defaults: Mapping[str, Any],
             else:
                 first_seen[name] = item_path
         if name and endpoint is not None:
-            target = _merge_target(name, endpoint, defaults, own)
+            target = merge_target(name, endpoint, defaults, own)
             _check_merged(target, item_path, problems)
             targets.append(target)
     return targets
@@ -199,7 +199,7 @@ def _check_merged(target: TargetConfig, path: str, problems: Problems) -> None:
             problems.add(f"{path}.tls", f"cannot load the TLS files: {reason}")
 
 
-def _merge_target(name: str, endpoint: Endpoint, defaults: Mapping[str, Any],
+def merge_target(name: str, endpoint: Endpoint, defaults: Mapping[str, Any],
                   own: Mapping[str, Any]) -> TargetConfig:
     """Target settings override `defaults`; nested sections merge key by key."""
     merged: dict[str, Any] = {**defaults, **own}

@@ -40,10 +40,6 @@ class BasicAuth:
         costs = [int(hashed.split(b"$")[2]) for hashed in self._users.values()] or [4]
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=max(costs)))
 
-    @property
-    def users(self) -> Mapping[str, bytes]:
-        return self._users
-
     def check(self, header: str | None) -> bool | None:
         """True, False, or BUSY (None: every bcrypt slot is taken; ask again shortly)."""
         credentials = _basic_credentials(header)

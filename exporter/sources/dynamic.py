@@ -16,20 +16,16 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlsplit
 
 from exporter.config.allowlist import allows, port_allowed
 from exporter.config.model import (
     AuthModule,
-    CommandNames,
     DynamicTargetsConfig,
     Endpoint,
-    ProbeConfig,
     TargetConfig,
-    TLSConfig,
 )
-from exporter.config.targets import parse_target_url
+from exporter.config.targets import merge_target, parse_target_url
 from exporter.expose.families import Rejection as Reason
 
 Resolve = Callable[[str, int], list[str]]
@@ -259,28 +255,18 @@ class DynamicTargets:
 
     def _target(self, name: str, endpoint: Endpoint, addresses: tuple[str, ...],
                 module: AuthModule | None) -> TargetConfig:
-        """Connect to the checked address; TLS still verifies the host's name."""
-        settings: dict[str, Any] = dict(module.settings) if module else {}
-        defaults = self.config.defaults
-        tls = TLSConfig(**settings.pop("tls", {}))
-        if endpoint.scheme == "rediss" and tls.server_name is None:
-            tls = replace(tls, server_name=endpoint.host)
-        commands = CommandNames(**{**defaults.get("commands", {}),
-                                   **settings.pop("commands", {})})
-        probe = ProbeConfig(**{**defaults.get("connect_probe", {}),
-                               **settings.pop("connect_probe", {})})
+        """Connect to the checked address; TLS still verifies the host's name. Settings merge
+        as for a configured target, from the public defaults and the module only."""
         pinned = replace(endpoint, host=addresses[0]) if addresses else endpoint
-        return TargetConfig(name=name, endpoint=pinned, tls=tls, commands=commands,
-                            connect_probe=probe, source="dynamic", **settings)
+        target = merge_target(name, pinned, self.config.defaults,
+                              module.settings if module else {})
+        if endpoint.scheme == "rediss" and target.tls.server_name is None:
+            target = replace(target, tls=replace(target.tls, server_name=endpoint.host))
+        return replace(target, source="dynamic")
 
     def first_poll_done(self, name: str) -> None:
         with self._lock:
             self._pending.discard(name)
-
-    def touch(self, name: str) -> None:
-        with self._lock:
-            if name in self._targets:
-                self._last_scrape[name] = self._clock()
 
     def last_scrape(self, name: str) -> float | None:
         with self._lock:
