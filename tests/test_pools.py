@@ -188,8 +188,10 @@ def test_a_name_is_one_pool(redis_server: RedisServer) -> None:
 
 def test_a_cluster_gets_one_pool_per_node_as_nodes_appear(
         redis_factory: Callable[..., RedisServer]) -> None:
-    server = redis_factory(extra_args=["--cluster-enabled", "yes",
-                                       "--cluster-config-file", "nodes.conf"])
+    # The cluster bus listens on port + 10000: the port must be 55535 or less.
+    port = next(port for port in iter(free_port, None) if port <= 55535)
+    server = redis_factory(port=port, extra_args=["--cluster-enabled", "yes",
+                                                  "--cluster-config-file", "nodes.conf"])
     admin = RawClient(server.port)
     try:
         assert admin.call("CLUSTER", "ADDSLOTSRANGE", 0, 16383) == b"+OK"
