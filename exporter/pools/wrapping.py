@@ -52,7 +52,8 @@ def wrap(pool: Any, tracked: TrackedPool, events: Events) -> None:
 
     def _got(connection: object, started: float) -> None:
         events.waited(tracked, time.perf_counter() - started)
-        tracked.saw(connection)
+        if tracked.learns_server:
+            tracked.saw(connection)
         events.changed(tracked)
 
     if inspect.iscoroutinefunction(get):
