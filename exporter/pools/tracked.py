@@ -63,17 +63,15 @@ class TrackedPool:
                 idle += int(number)
         return idle, used
 
-    @property
-    def learns_server(self) -> bool:
-        """No host in its kwargs (a Sentinel pool): its server comes from its connections.
-        Fixed at instrumentation, so other pools pay nothing per checkout for it."""
-        return self._learns_server
-
     def __post_init__(self) -> None:
+        # No host in its kwargs (a Sentinel pool): its server comes from its connections.
+        # Fixed at instrumentation, so other pools pay one attribute test per checkout.
         self._learns_server = not self.server
 
     def saw(self, connection: object) -> None:
         """A connection was handed out: Sentinel pools learn their server (the master) here."""
+        if not self._learns_server:
+            return
         server = server_of_connection(connection)
         if server and server != self.server:
             self.server = server

@@ -52,8 +52,7 @@ def wrap(pool: Any, tracked: TrackedPool, events: Events) -> None:
 
     def _got(connection: object, started: float) -> None:
         events.waited(tracked, time.perf_counter() - started)
-        if tracked.learns_server:
-            tracked.saw(connection)
+        tracked.saw(connection)
         events.changed(tracked)
 
     if inspect.iscoroutinefunction(get):
