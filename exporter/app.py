@@ -17,7 +17,7 @@ from exporter.expose.exposition import Exposition
 from exporter.expose.selfmetrics import SelfMetrics
 from exporter.expose.snapshot import SnapshotStore
 from exporter.expose.web import ExporterHTTPServer, serve_in_thread
-from exporter.expose.web_reload import WebConfigReloader, WebSecurity, load_security
+from exporter.expose.web_reload import WebConfigReloader, WebSecurity, security_of
 from exporter.logsetup import kv
 from exporter.pipeline import clientlist
 from exporter.poll.poller import TargetPoller
@@ -264,7 +264,8 @@ class Exporter:
 
     def start(self) -> None:
         host, port = parse_listen_address(self.web.listen_address)
-        security = load_security(self.web_config.path) if self.web_config else None
+        # The file the CLI (or the constructor) parsed already: not read a second time.
+        security = security_of(self.web_config) if self.web_config else None
         self.server = ExporterHTTPServer(
             (host, port), self.exposition, self.store, self.web.telemetry_path,
             self._ready.is_set, reload=self.reload if self.web.enable_lifecycle else None,

@@ -57,9 +57,13 @@ def signature(paths: tuple[str, ...]) -> Signature:
 
 
 def load_security(path: str, previous: WebSecurity | None = None) -> WebSecurity:
-    """Parse and load; raises WebConfigError (key paths, no secret). Unchanged users keep
-    their BasicAuth and its cache of verdicts."""
-    config = load_web_config(path)
+    """Parse and load; raises WebConfigError (key paths, no secret)."""
+    return security_of(load_web_config(path), previous)
+
+
+def security_of(config: WebConfig, previous: WebSecurity | None = None) -> WebSecurity:
+    """What an already parsed file applies; unchanged users keep their BasicAuth and its
+    cache of verdicts."""
     tls = server_ssl_context(config.tls) if config.tls else None
     if previous is not None and previous.config.users == config.users:
         auth = previous.auth
