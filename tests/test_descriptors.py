@@ -107,7 +107,9 @@ def test_1100_targets_under_a_soft_limit_of_1024_stay_up_beside_1500_half_open_r
         if half_open is not None:
             half_open.close()
         stderr = proc.finish()
-    assert max(latencies) < 1.0, latencies
+    # A starved accept shows as a 5 s timeout or a refused connection; the bound is loose
+    # because a loaded 2-core CI machine has served one /metrics in 1.04 s here.
+    assert max(latencies) < 3.0, latencies
     budget = re.search(r'msg="open files" limit=(\d+) raised_from=1024', stderr)
     assert budget is not None and int(budget.group(1)) > 1024, stderr[:2000]
     assert "Too many open files" not in stderr
