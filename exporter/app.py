@@ -7,10 +7,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.config.loader import ConfigError
-from exporter.config.model import Config, TargetConfig
+from exporter.config.model import Config, SourceEntry, TargetConfig
 from exporter.config.web import WebConfig, load_web_config
 from exporter.conn.watchdog import Watchdog
 from exporter.expose.exposition import Exposition
@@ -20,11 +20,15 @@ from exporter.expose.web import ExporterHTTPServer, serve_in_thread
 from exporter.expose.web_reload import WebConfigReloader, WebSecurity, security_of
 from exporter.logsetup import kv
 from exporter.pipeline import clientlist
-from exporter.poll.poller import TargetPoller
+from exporter.poll.poller import Placement, TargetPoller
 from exporter.poll.scheduler import Scheduler
 from exporter.sharding import Roster, Shard
+from exporter.sources.asking import FoundNode
 from exporter.sources.changes import TargetChanges, target_changes
+from exporter.sources.cluster import ClusterDiscovery
 from exporter.sources.dynamic import DynamicTargets, Refused
+from exporter.sources.runner import SourceRunner
+from exporter.sources.sentinel import SentinelDiscovery
 from exporter.sources.static import static_targets
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,12 @@ class Exporter:
         # Every replica reads the same configuration and polls only its own shard of it; the
         # rest stays known (roster) so / and /scrape can say which replica owns a target.
         self.shard = shard or Shard()
-        self.roster = Roster(tuple(target.name for target in config.targets), self.shard)
+        # Cluster and Sentinel entries: their runners, and the targets each found (all
+        # shards: the roster knows them; `members`: the ones this replica polls).
+        self.runners: dict[str, SourceRunner] = {}
+        self._found: dict[str, tuple[str, ...]] = {}
+        self._members: dict[str, set[str]] = {}
+        self.roster = self._new_roster(config)
         self.web = web
         # The CLI parses the file first (a bad one exits 2); in-process users may leave it to us.
         if web_config is None and web.config_file:
@@ -148,8 +157,9 @@ class Exporter:
             if target.name in discovered:
                 self._drop_discovered(target.name)
                 discovered.discard(target.name)
+        nodes = set().union(*self._members.values())
         held = {name: poller.conn.target for name, poller in self.pollers.items()
-                if name not in discovered}
+                if name not in discovered and name not in nodes}
         changes = target_changes(held, owned, restart_all=poll_changed)
         if poll_changed:
             self.scheduler.reconfigure(new.poll)
@@ -162,11 +172,115 @@ class Exporter:
             self.server.first_poll_wait = new.poll.timeout
         self.store.order(tuple(target.name for target in owned))
         self.config = new
-        self.roster = Roster(tuple(target.name for target in new.targets), self.shard)
+        self._reapply_sources(new, poll_changed)
+        self.roster = self._new_roster(new)
         log.info("reloaded %s", kv(targets=len(self.pollers), configured=len(new.targets),
                                    added=len(changes.added), removed=len(changes.removed),
                                    replaced=len(changes.replaced),
                                    rotated=len(changes.rotated)))
+
+    # -- cluster and Sentinel entries -------------------------------------------------------
+
+    def _new_roster(self, config: Config) -> Roster:
+        found = [name for names in self._found.values() for name in names]
+        return Roster((*(target.name for target in config.targets), *found), self.shard)
+
+    def _runner(self, entry: SourceEntry, config: Config) -> SourceRunner:
+        def error(kind: str) -> None:
+            self.self_metrics.discovery_errors.labels(entry.name, kind).inc()
+            self.store.touch()
+
+        def failover(parent: str) -> None:
+            self.self_metrics.failovers.labels(parent).inc()
+            self.store.touch()
+
+        timeout = config.poll.timeout
+        if entry.cluster is not None:
+            discovery: ClusterDiscovery | SentinelDiscovery = ClusterDiscovery(
+                entry, timeout, self.watchdog, error, failover)
+            interval, listen = entry.cluster.refresh, None
+        else:
+            assert entry.sentinel is not None
+            sentinel = SentinelDiscovery(entry, timeout, self.watchdog, error, failover)
+            discovery, interval = sentinel, entry.sentinel.refresh
+            listen = lambda: sentinel.current  # noqa: E731
+        self.self_metrics.failovers.labels(entry.name)  # 0 before the first failover
+        return SourceRunner(entry.name, discovery, interval,
+                            lambda found: self._apply_found(entry.name, found), self._down,
+                            listen, timeout)
+
+    def _apply_found(self, entry: str, found: list[FoundNode]) -> set[str]:
+        """A topology read of `entry`: its targets in this shard start, stop or stay (their
+        connections and cadence kept), and each gets the topology's view of it."""
+        with self._targets_lock:
+            if entry not in self.runners or self._stopping.is_set():
+                return set()
+            self._found[entry] = tuple(node.target.name for node in found)
+            taken = {name for other, names in self._members.items() if other != entry
+                     for name in names} | {target.name for target in self.config.targets}
+            wanted: dict[str, FoundNode] = {}
+            for node in found:
+                name = node.target.name
+                if name in taken or name in self.dynamic.names():
+                    log.warning("found target already polled %s", kv(target=name,
+                                                                     parent=entry))
+                elif self.shard.owns(name):
+                    wanted[name] = node
+            members = self._members.get(entry, set())
+            held = {name: self.pollers[name].conn.target for name in members
+                    if name in self.pollers}
+            # A node's password rotates through its own password_file watch; a topology
+            # read never hands it back the password read at start-up.
+            targets = [_keep_password(node.target, held.get(name))
+                       for name, node in wanted.items()]
+            changes = target_changes(held, targets)
+            self._apply_changes(changes, self.config)
+            for name, node in wanted.items():
+                poller = self.pollers[name]
+                placement = Placement(node.node_id, node.health)
+                if poller.placement != placement:
+                    poller.placement = placement
+                    poller.publish()
+            self._members[entry] = set(wanted)
+            self.roster = self._new_roster(self.config)
+            if changes.added or changes.removed:
+                log.info("topology changed %s", kv(parent=entry, targets=len(wanted),
+                                                   added=len(changes.added),
+                                                   removed=len(changes.removed)))
+            return set(wanted)
+
+    def _start_sources(self, entries: tuple[SourceEntry, ...], config: Config) -> None:
+        for entry in entries:
+            runner = self._runner(entry, config)
+            self.runners[entry.name] = runner
+            runner.start()
+
+    def _stop_source(self, name: str, keep_targets: bool = False) -> None:
+        self.runners.pop(name).stop()
+        if not keep_targets:
+            for target in self._members.pop(name, set()):
+                if target in self.pollers:
+                    self._stop(target)
+            self._found.pop(name, None)
+
+    def _reapply_sources(self, new: Config, poll_changed: bool) -> None:
+        """Entries removed stop with their targets; changed ones get a new runner whose first
+        read keeps every node that did not change (its poller and connection stay)."""
+        if not self._ready.is_set():
+            return  # not started: start() starts the entries of the configuration it has
+        wanted = {entry.name: entry for entry in new.sources}
+        running = {name: runner for name, runner in self.runners.items()}
+        for name in running:
+            if name not in wanted:
+                self._stop_source(name)
+        for name, entry in wanted.items():
+            runner = self.runners.get(name)
+            if runner is not None and not poll_changed and \
+                    getattr(runner.discovery, "entry", None) == entry:
+                continue
+            if runner is not None:
+                self._stop_source(name, keep_targets=not poll_changed)
+            self._start_sources((entry,), new)
 
     # -- targets Prometheus discovers (dynamic_targets) ------------------------------------
 
@@ -239,9 +353,15 @@ class Exporter:
         self.store.touch()
         return refused.status, refused.text
 
-    def _scrape_age(self, name: str) -> float | None:
+    def _source_of(self, name: str) -> str:
+        """The landing page's Source column: how the exporter came to poll `name`."""
         last = self.dynamic.last_scrape(name)
-        return None if last is None else time.monotonic() - last
+        if last is not None:
+            return f"discovered, scraped {time.monotonic() - last:.0f}s ago"
+        poller = self.pollers.get(name)
+        if poller is not None and poller.target.parent:
+            return f"{poller.target.source} {poller.target.parent}"
+        return "configured"
 
     def _down(self, name: str) -> bool:
         snapshot = self.store.get(name)
@@ -273,7 +393,7 @@ class Exporter:
             auth=security.auth if security else None,
             roster=lambda: self.roster,
             family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-            discover=self.discover, scrape_age=self._scrape_age,
+            discover=self.discover, source_of=self._source_of,
             first_poll_wait=self.config.poll.timeout)
         serve_in_thread(self.server)
         threading.Thread(target=self._expire_dynamic, name="dynamic-expiry",
@@ -285,6 +405,8 @@ class Exporter:
         tls = security.tls if security else None
         self.scheduler.start()
         self._ready.set()
+        with self._targets_lock:
+            self._start_sources(self.config.sources, self.config)
         log.info("listening %s", kv(
             address=self.bound_address(), targets=len(self.pollers),
             configured=len(self.config.targets), shard=f"{self.shard.index}/{self.shard.count}",
@@ -309,6 +431,8 @@ class Exporter:
     def stop(self) -> None:
         self._ready.clear()
         self._stopping.set()
+        for runner in self.runners.values():
+            runner.stop()
         if self.web_reloader is not None:
             self.web_reloader.stop()
         if self.server is not None:
@@ -318,3 +442,10 @@ class Exporter:
         if self.server is not None:
             self.server.server_close()
         log.info("stopped")
+
+
+def _keep_password(target: TargetConfig, held: TargetConfig | None) -> TargetConfig:
+    if held is not None and target.password is not None and \
+            replace(target, password=held.password) == held:
+        return held
+    return target

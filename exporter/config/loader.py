@@ -21,6 +21,7 @@ from exporter.config.checks import (
     read_str,
 )
 from exporter.config.dynamic import read_auth_modules, read_dynamic_targets
+from exporter.config.entries import read_entries
 from exporter.config.model import (
     GROUP_BY_FIELDS,
     BackoffConfig,
@@ -30,7 +31,7 @@ from exporter.config.model import (
     PollConfig,
     RewriteRule,
 )
-from exporter.config.targets import read_target_settings, read_targets
+from exporter.config.targets import read_target_settings
 
 TOP_LEVEL_KEYS = ("poll", "defaults", "client_list", "targets", "auth_modules",
                   "dynamic_targets")
@@ -77,16 +78,18 @@ def build_config(
     client_list = _read_client_list(top.get("client_list"), problems)
     defaults = read_target_settings(top.get("defaults"), "defaults", (), env, problems)
     if override_targets is not None:
-        targets = read_targets(list(override_targets), "--redis.addr", defaults, env, problems)
+        targets, sources = read_entries(list(override_targets), "--redis.addr", defaults, env,
+                                        problems)
     elif "targets" in top:
-        targets = read_targets(top["targets"], "targets", defaults, env, problems)
+        targets, sources = read_entries(top["targets"], "targets", defaults, env, problems)
     else:
-        targets = read_targets([{"name": "localhost:6379", "url": DEFAULT_URL}],
-                                "targets", defaults, env, problems)
+        targets, sources = read_entries([{"name": "localhost:6379", "url": DEFAULT_URL}],
+                                        "targets", defaults, env, problems)
     auth_modules = read_auth_modules(top.get("auth_modules"), env, problems)
     dynamic = read_dynamic_targets(top.get("dynamic_targets"), defaults, problems)
     problems.raise_if_any(ConfigError)
     return Config(poll=poll, client_list=client_list, targets=tuple(targets),
+                  sources=tuple(sources),
                   auth_modules=auth_modules, dynamic=dynamic)
 
 

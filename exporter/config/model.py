@@ -89,7 +89,47 @@ class TargetConfig:
     max_clients: int | None = None
     commands: CommandNames = field(default_factory=CommandNames)
     connect_probe: ProbeConfig = field(default_factory=ProbeConfig)
-    source: str = "static"  # or "dynamic": registered by a scrape (sources/dynamic.py)
+    source: str = "static"  # static, dynamic (a scrape registered it), cluster or sentinel
+    parent: str = ""  # the entry that found a cluster or Sentinel node (<entry>/<master>)
+    sentinel: bool = False  # a Sentinel process: plain commands only (no CONFIG)
+
+
+ADDRESS_CHOICES = ("endpoint", "ip", "hostname")
+
+
+@dataclass(frozen=True)
+class ClusterSource:
+    """`targets[].cluster`: every node of a Redis Cluster, found from the seeds."""
+
+    seeds: tuple[Endpoint, ...]
+    refresh: float = 60.0
+    address: str = "endpoint"  # which of a node's addresses to connect to (ADDRESS_CHOICES)
+
+
+@dataclass(frozen=True)
+class SentinelSource:
+    """`targets[].sentinel`: the masters and replicas that Sentinels watch, and optionally
+    the Sentinels. Their own credentials: the nodes' are never sent to a Sentinel."""
+
+    seeds: tuple[Endpoint, ...]
+    masters: tuple[str, ...] = ()  # empty: every master the Sentinels monitor
+    refresh: float = 10.0
+    include_sentinels: bool = False
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A `targets[]` entry that finds its targets: `template` holds the settings each node
+    gets (its endpoint is the first seed until a node's own replaces it)."""
+
+    name: str
+    template: TargetConfig
+    cluster: ClusterSource | None = None
+    sentinel: SentinelSource | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +216,7 @@ class DynamicTargetsConfig:
 class Config:
     poll: PollConfig = field(default_factory=PollConfig)
     client_list: ClientListConfig = field(default_factory=ClientListConfig)
-    targets: tuple[TargetConfig, ...] = ()
+    targets: tuple[TargetConfig, ...] = ()  # the static ones (`url`)
+    sources: tuple[SourceEntry, ...] = ()  # `cluster` and `sentinel` entries
     auth_modules: Mapping[str, AuthModule] = field(default_factory=dict)
     dynamic: DynamicTargetsConfig = field(default_factory=DynamicTargetsConfig)

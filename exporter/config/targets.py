@@ -55,7 +55,7 @@ def read_target_settings(
     settings: dict[str, Any] = {}
     if "username" in section:
         settings["username"] = read_str(section, path, "username", None, problems)
-    settings.update(_read_password(section, path, env, problems))
+    settings.update(read_password_settings(section, path, env, problems))
     if "tls" in section:
         settings["tls"] = _read_tls(section["tls"], f"{path}.tls", problems)
     if "max_clients" in section:
@@ -72,7 +72,7 @@ def read_target_settings(
     return settings
 
 
-def _read_password(section: Mapping[str, Any], path: str, env: Mapping[str, str],
+def read_password_settings(section: Mapping[str, Any], path: str, env: Mapping[str, str],
                    problems: Problems) -> dict[str, Any]:
     file_name = read_str(section, path, "password_file", None, problems)
     env_name = read_str(section, path, "password_env", None, problems)
@@ -150,41 +150,7 @@ def _read_probe(node: object, path: str, problems: Problems) -> dict[str, Any]:
     return values
 
 
-def read_targets(node: object, path: str, defaults: Mapping[str, Any],
-                  env: Mapping[str, str], problems: Problems) -> list[TargetConfig]:
-    if not isinstance(node, list) or not node:
-        problems.add(path, "must be a non-empty list of targets")
-        return []
-    targets = []
-    first_seen: dict[str, str] = {}
-    for index, item in enumerate(node):
-        item_path = f"{path}[{index}]"
-        own = read_target_settings(item, item_path, ("name", "url"), env, problems)
-        section = item if isinstance(item, Mapping) else {}
-        name = read_str(section, item_path, "name", None, problems, required=True)
-        url = read_str(section, item_path, "url", None, problems, required=True)
-        endpoint = None
-        if url is not None:
-            try:
-                endpoint = parse_target_url(url)
-            except ValueError as error:
-                problems.add(f"{item_path}.url", str(error))
-        if name is not None:
-            if not name:
-                problems.add(f"{item_path}.name", "must not be empty")
-            elif name in first_seen:
-                problems.add(f"{item_path}.name",
-                             f"duplicate target name {name!r} (first at {first_seen[name]})")
-            else:
-                first_seen[name] = item_path
-        if name and endpoint is not None:
-            target = merge_target(name, endpoint, defaults, own)
-            _check_merged(target, item_path, problems)
-            targets.append(target)
-    return targets
-
-
-def _check_merged(target: TargetConfig, path: str, problems: Problems) -> None:
+def check_merged(target: TargetConfig, path: str, problems: Problems) -> None:
     """Problems that only show once a target's own keys and `defaults` are combined."""
     if target.username and target.password is None and not (
             target.password_file or target.password_env):

@@ -72,8 +72,9 @@ def connection_factory(target: TargetConfig, timeout: float, named: bool,
         return redis.UnixDomainSocketConnection, {**kwargs, "path": endpoint.path}
     kwargs.update(host=endpoint.host, port=endpoint.port, socket_keepalive=True)
     if endpoint.scheme == "rediss":
-        kwargs.update(tls_context=tls_context(target.tls),
-                      server_name=target.tls.server_name or endpoint.host)
+        # `{host}` in server_name: the node's own name, for per-node SNI on a cluster.
+        server_name = (target.tls.server_name or "{host}").replace("{host}", endpoint.host)
+        kwargs.update(tls_context=tls_context(target.tls), server_name=server_name)
         return _TLSConnection, kwargs
     return redis.Connection, kwargs
 

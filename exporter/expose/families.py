@@ -343,11 +343,20 @@ WEB_RELOAD_OK = Family(_SELF + "web_config_last_reload_successful", "gauge", "1 
 DYNAMIC_REJECTIONS = Family(_SELF + "dynamic_target_rejections_total", "counter", "/scrape "
                             "requests for a discovered target that were refused, by reason "
                             f"({_listed(REJECTIONS)}).", ("reason",))
+DISCOVERY_ERRORS = Family(_SELF + "discovery_errors_total", "counter", "Topology reads of a "
+                          "cluster or Sentinel entry (parent) that failed, one per source "
+                          "(seed, node or Sentinel) asked, by error kind; when every source "
+                          "fails the last good topology stays.", ("parent", "kind"))
+FAILOVERS = Family(_SELF + "failovers_total", "counter", "Failovers seen in a topology: a "
+                   "cluster replica that became master, or a Sentinel master whose "
+                   "config-epoch rose (parent: the entry, <entry>/<master> for Sentinel).",
+                   ("parent",))
 TARGETS = Family(_SELF + "targets", "gauge", "Configured targets by the state of their last "
                  "poll (not yet polled targets are not counted).", ("state",))
 
 GLOBAL_FAMILIES: tuple[Family, ...] = (POLL_DURATION, BUILD_INFO, RELOAD_OK, WEB_RELOAD_OK,
-                                       DYNAMIC_REJECTIONS, TARGETS)
+                                       DYNAMIC_REJECTIONS, DISCOVERY_ERRORS, FAILOVERS,
+                                       TARGETS)
 
 # Library mode (exporter/pools): an application's own redis-py pools, in its own registry.
 _POOL = ("pool",)

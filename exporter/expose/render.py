@@ -75,6 +75,10 @@ class SelfView:
     capabilities: Mapping[str, int]
     source: str = "static"
     address: str = ""
+    parent: str = ""
+    node_id: str = ""
+    shard: str = ""
+    health: str = ""
 
 
 def render_redis(target: str, view: RedisView | None) -> dict[str, str]:
@@ -173,8 +177,9 @@ def render_self(target: str, view: SelfView) -> dict[str, str]:
     base = (("target", target),)
     out = {
         metrics.TARGET_INFO.name: sample(metrics.TARGET_INFO.name, (
-            *base, ("source", view.source), ("parent", ""), ("address", view.address),
-            ("node_id", ""), ("shard", ""), ("health", "")), 1),
+            *base, ("source", view.source), ("parent", view.parent),
+            ("address", view.address), ("node_id", view.node_id), ("shard", view.shard),
+            ("health", view.health)), 1),
         metrics.POOL_CONNECTIONS.name: "".join(
             sample(metrics.POOL_CONNECTIONS.name, (*base, ("state", state)), count)
             for state, count in ((PoolState.IN_USE, view.pool_in_use),

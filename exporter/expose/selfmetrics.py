@@ -22,6 +22,11 @@ def _gauge(family: families.Family, registry: CollectorRegistry) -> Gauge:
     return Gauge(family.name, family.help, family.labels, registry=registry)
 
 
+def _counter(family: families.Family, registry: CollectorRegistry) -> Counter:
+    return Counter(family.name.removesuffix("_total"), family.help, family.labels,
+                   registry=registry)
+
+
 class SelfMetrics:
     """Global series: poll duration histogram, build info, reload status, targets by state."""
 
@@ -38,10 +43,11 @@ class SelfMetrics:
         self.web_reload_ok = _gauge(families.WEB_RELOAD_OK, self.registry)
         self.web_reload_ok.set(1)
         rejections = families.DYNAMIC_REJECTIONS
-        self.rejections = Counter(rejections.name.removesuffix("_total"), rejections.help,
-                                  rejections.labels, registry=self.registry)
+        self.rejections = _counter(rejections, self.registry)
         for reason in families.REJECTIONS:
             self.rejections.labels(reason)
+        self.discovery_errors = _counter(families.DISCOVERY_ERRORS, self.registry)
+        self.failovers = _counter(families.FAILOVERS, self.registry)
         self.targets = _gauge(families.TARGETS, self.registry)
         for state in (TargetState.UP, TargetState.DOWN):
             self.targets.labels(state).set(0)

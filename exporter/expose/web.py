@@ -38,7 +38,7 @@ class ExporterHTTPServer:
                  roster: Callable[[], Roster] | None = None,
                  family: int = socket.AF_INET,
                  discover: Discover | None = None, first_poll_wait: float = 5.0,
-                 scrape_age: Callable[[str], float | None] = lambda _: None) -> None:
+                 source_of: Callable[[str], str] = lambda _: "configured") -> None:
         self.exposition = exposition
         self.targets = TargetExposition(store)
         # Configured targets and the shard; without one, every target in the store is ours.
@@ -53,7 +53,7 @@ class ExporterHTTPServer:
         # that is not configured, as before.
         self.discover = discover
         self.first_poll_wait = first_poll_wait  # poll.timeout
-        self.scrape_age = scrape_age  # seconds since a discovered target's last scrape
+        self.source_of = source_of  # the landing page's Source column for a target
         self.front = HTTPFront(address, self.respond, ssl_context, family,
                                wants_body=self._wants_body)
         self.server_address = self.front.server_address
@@ -214,8 +214,7 @@ def landing_page(server: ExporterHTTPServer) -> str:
         age = f"{now - snap.last_poll_wall:.1f}s ago" if snap.last_poll_wall else "never"
         # quote() percent-encodes every character HTML would care about.
         link = f'<a href="/scrape?target={quote(snap.target, safe="")}">scrape</a>'
-        scraped = server.scrape_age(snap.target)
-        source = "configured" if scraped is None else f"discovered, scraped {scraped:.0f}s ago"
+        source = html.escape(server.source_of(snap.target))
         rows.append(f"<tr><td>{html.escape(snap.target)}</td><td>{state}</td>"
                     f"<td>{age}</td><td>{html.escape(snap.error_kind or '')}</td>"
                     f"<td>{html.escape(snap.probe)}</td><td>{source}</td><td>{link}</td></tr>")

@@ -114,6 +114,8 @@ class PollDigest:
             self._config(replies)
         elif step.name == steps.CLIENT_LIST:
             self._client_list(replies[0])
+        elif step.name == steps.CLUSTER_IDS:
+            self.memory.facts.learn_cluster_ids(list(replies))
         else:
             raise ValueError(f"no digest for step {step.name!r}")
 

@@ -21,6 +21,8 @@ class ServerFacts:
     start_time: float | None = None
     headroom: float | None = None
     connected_clients: float | None = None
+    node_id: str = ""  # CLUSTER MYID, on cluster nodes
+    shard_id: str = ""  # CLUSTER MYSHARDID (7.2+), on cluster nodes
 
     def learn_info(self, info: Mapping[str, str], now_wall: float) -> None:
         if "redis_version" in info:
@@ -38,6 +40,17 @@ class ServerFacts:
         self.config_max_clients = _number(values.get("maxclients"))
         self.server_timeout = _number(values.get("timeout")) or 0.0
         self.obuf_hard_limit = normal_hard_limit(values.get("client-output-buffer-limit"))
+
+    def learn_cluster_ids(self, replies: list[object]) -> None:
+        """CLUSTER MYID and MYSHARDID replies; an error reply leaves the id unknown."""
+        ids = [reply.decode("ascii", "replace") if isinstance(reply, bytes) else ""
+               for reply in replies]
+        self.node_id = ids[0] if ids else ""
+        self.shard_id = ids[1] if len(ids) > 1 else ""
+
+    def shard_ids(self) -> bool:
+        """Redis 7.2+ (and Valkey, which reports 7.2.4): CLUSTER MYSHARDID."""
+        return self.version is not None and self.version >= (7, 2)
 
     def modern(self) -> bool:
         """Redis 7.0+: multi-section INFO and CLIENT NO-EVICT."""

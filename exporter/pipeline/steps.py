@@ -32,6 +32,7 @@ class PollStep:
 
 
 NO_EVICT, INFO, CONFIG, CLIENT_LIST = "no_evict", "info", "config", "client_list"
+CLUSTER_IDS = "cluster_ids"
 
 
 def no_evict_step(client: str) -> PollStep:
@@ -45,6 +46,13 @@ def info_step(modern: bool) -> PollStep:
 
 def config_step(config: str) -> PollStep:
     return PollStep(CONFIG, tuple((config, "GET", key) for key in CONFIG_KEYS))
+
+
+def cluster_ids_step(shard_ids: bool) -> PollStep:
+    """A cluster node's own id, and its shard's (CLUSTER MYSHARDID: 7.2+)."""
+    if shard_ids:
+        return PollStep(CLUSTER_IDS, (("CLUSTER", "MYID"), ("CLUSTER", "MYSHARDID")))
+    return PollStep(CLUSTER_IDS, (("CLUSTER", "MYID"),))
 
 
 def client_list_step(client: str) -> PollStep:

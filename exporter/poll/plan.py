@@ -95,8 +95,15 @@ class Planner:
         chosen.append(steps.info_step(facts.modern()))
         if with_list and not deferred:
             chosen.append(steps.client_list_step(commands.client))
-        if fresh or self.config_due(now, with_list, facts, capabilities):
+        # A Sentinel has no CONFIG: its INFO says maxclients (6.2+).
+        if not self.target.sentinel and (
+                fresh or self.config_due(now, with_list, facts, capabilities)):
             chosen.append(steps.config_step(commands.config))
+        # Ids, to label target_info: a node's own word, asked as often as CONFIG and with
+        # every CLIENT LIST (a replica that moves to another master changes shard).
+        if self.target.source == "cluster" and facts.version is not None and (
+                fresh or with_list or not facts.node_id):
+            chosen.append(steps.cluster_ids_step(facts.shard_ids()))
         return FirstRound(Round(tuple(chosen)), deferred)
 
     def refused(self, capability: str, now: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from exporter.config.model import Config, ProbeConfig, TargetConfig
 from exporter.conn import connection as redis_connection
@@ -30,6 +31,14 @@ from exporter.poll.stats import TargetStats
 log = logging.getLogger(__name__)
 
 Timed = tuple[steps.Reply, float]  # a reply and the monotonic time it was read
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The topology's view of a cluster or Sentinel node, set by its source."""
+
+    node_id: str = ""
+    health: str = ""
 
 
 class TargetPoller:
@@ -57,6 +66,7 @@ class TargetPoller:
                                    self.stats, wall_clock, self._observe)
         self.last_command = 0.0
         self.credentials = CredentialRotation(target)
+        self.placement = Placement()
 
     def reconfigure(self, config: Config) -> None:
         """New client_list settings (a reload) for the running poller: its connection, its
@@ -294,6 +304,9 @@ class TargetPoller:
             client_list_interval=stats.client_list_interval,
             capabilities=dict(stats.capabilities),
             source=self.target.source, address=self.target.endpoint.address,
+            parent=self.target.parent,
+            node_id=self.memory.facts.node_id or self.placement.node_id,
+            shard=self.memory.facts.shard_id, health=self.placement.health,
         )
 
     def _message(self, error: BaseException) -> str:
