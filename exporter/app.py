@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from exporter.config.loader import ConfigError
 from exporter.config.model import Config, SourceEntry, TargetConfig
@@ -24,7 +24,7 @@ from exporter.poll.poller import Placement, TargetPoller
 from exporter.poll.scheduler import Scheduler
 from exporter.sharding import Roster, Shard
 from exporter.sources.asking import FoundNode
-from exporter.sources.changes import TargetChanges, target_changes
+from exporter.sources.changes import TargetChanges, keep_rotated_password, target_changes
 from exporter.sources.cluster import ClusterDiscovery
 from exporter.sources.dynamic import DynamicTargets, Refused
 from exporter.sources.runner import SourceRunner
@@ -231,7 +231,7 @@ class Exporter:
                     if name in self.pollers}
             # A node's password rotates through its own password_file watch; a topology
             # read never hands it back the password read at start-up.
-            targets = [_keep_password(node.target, held.get(name))
+            targets = [keep_rotated_password(node.target, held.get(name))
                        for name, node in wanted.items()]
             changes = target_changes(held, targets)
             self._apply_changes(changes, self.config)
@@ -443,9 +443,3 @@ class Exporter:
             self.server.server_close()
         log.info("stopped")
 
-
-def _keep_password(target: TargetConfig, held: TargetConfig | None) -> TargetConfig:
-    if held is not None and target.password is not None and \
-            replace(target, password=held.password) == held:
-        return held
-    return target

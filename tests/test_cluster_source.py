@@ -15,7 +15,7 @@ import pytest
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
-from tests.support.scrape import fetch, value, values, wait_for
+from tests.support.scrape import body_when, fetch, value, values, wait_for
 from tests.support.topology import Cluster, start_cluster
 
 INFO = "redis_connection_exporter_target_info"
@@ -40,22 +40,6 @@ def _config(cluster: Cluster, tmp_path: Path, refresh: str = "60s") -> dict[str,
     }
 
 
-def _body_when(url: str, check: Callable[[str], object], message: str,
-               timeout: float = 30.0) -> str:
-    """The first /metrics body for which `check` holds."""
-    found: list[str] = []
-
-    def ok() -> bool:
-        body = fetch(url)
-        if check(body):
-            found.append(body)
-            return True
-        return False
-
-    wait_for(ok, timeout=timeout, message=message)
-    return found[-1]
-
-
 def _name(port: int) -> str:
     return f"shop/127.0.0.1:{port}"
 
@@ -78,7 +62,7 @@ def test_every_node_is_found_from_seeds_whose_first_is_dead(
     url = metrics_url(exporter)
     expected = _expected_roles(cluster)
     assert len(expected) == 6
-    text = _body_when(url, lambda body: _roles(body) == expected,
+    text = body_when(url, lambda body: _roles(body) == expected,
                       "six nodes with their own roles")
     for port in cluster.live_ports():
         [(labels, one)] = values(text, INFO, target=_name(port))
@@ -123,7 +107,7 @@ def test_a_node_added_with_meet_appears_and_one_forgotten_disappears(
     wait_for(lambda: len(values(fetch(url), INFO)) == 6, timeout=30, message="six nodes")
     added = cluster.meet()
     started = time.monotonic()
-    text = _body_when(url, lambda body: value(body, "redis_up", target=_name(added.port)) == 1,
+    text = body_when(url, lambda body: value(body, "redis_up", target=_name(added.port)) == 1,
                       "the new node polled", timeout=20)
     print(f"new node on /metrics {time.monotonic() - started:.2f}s after CLUSTER MEET")
     [(labels, _)] = values(text, INFO, target=_name(added.port))
@@ -143,7 +127,7 @@ def test_a_killed_replica_stays_a_target_with_redis_up_0_and_health_fail(
     wait_for(lambda: _roles(fetch(url)) == roles, timeout=30, message="every node up")
     replica = next(port for port in cluster.live_ports() if roles[_name(port)] == "slave")
     cluster.kill(replica)
-    text = _body_when(url, lambda body: values(body, INFO, target=_name(replica),
+    text = body_when(url, lambda body: values(body, INFO, target=_name(replica),
                                                 health="fail"),
                       "the topology marks the killed replica failed")
     assert value(text, "redis_up", target=_name(replica)) == 0

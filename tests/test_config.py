@@ -306,6 +306,27 @@ INVALID_CASES: list[tuple[str, str, str]] = [
     ("top-level-not-mapping.yaml", "(top level)", "must be a mapping"),
     ("commands-with-space.yaml", "defaults.commands.client", "must be one word"),
     ("probe-bad-interval.yaml", "defaults.connect_probe.interval", "not a duration: 'soon'"),
+    ("source-url-and-cluster.yaml", "targets[0]",
+     "has url and cluster: give exactly one of url, cluster or sentinel"),
+    ("cluster-empty-seeds.yaml", "targets[0].cluster.seeds",
+     "must be a non-empty list of redis:// or rediss:// URLs"),
+    ("cluster-bad-address.yaml", "targets[0].cluster.address",
+     "must be one of endpoint, ip, hostname"),
+    ("cluster-seed-unix.yaml", "targets[0].cluster.seeds[1]",
+     "must be a redis:// or rediss:// URL"),
+    ("cluster-seeds-mixed-schemes.yaml", "targets[0].cluster.seeds",
+     "mixes redis:// and rediss://"),
+    ("cluster-seed-password.yaml", "targets[0].cluster.seeds[0]",
+     "must not contain a password"),
+    ("cluster-unknown-key.yaml", "targets[0].cluster.refresh_interval",
+     "unknown key (known: seeds, refresh, address)"),
+    ("sentinel-masters-not-list.yaml", "targets[0].sentinel.masters",
+     "must be a non-empty list of master names"),
+    ("sentinel-username-without-password.yaml", "targets[0].sentinel.username",
+     "needs password_file or password_env"),
+    ("sentinel-password-key.yaml", "targets[0].sentinel.password",
+     "use password_file or password_env"),
+    ("source-name-with-slash.yaml", "targets[0].name", "must not contain /"),
 ]
 
 # every problem in multiple-problems.yaml, by key path
@@ -750,3 +771,45 @@ def test_bucket_bounds_must_be_finite(tmp_path: Path, bound: str) -> None:
 ])
 def test_discovered_target_settings_name_their_key_path(text: str, problem: str) -> None:
     assert any(found.startswith(problem) for found in problems_of(text)), problems_of(text)
+
+
+def test_cluster_and_sentinel_entries_carry_their_sources_and_the_node_settings(
+        tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes"
+    nodes.write_text("nodepw\n", encoding="utf-8")
+    watchers = tmp_path / "sentinels"
+    watchers.write_text("sentinelpw\n", encoding="utf-8")
+    config = build_config(yaml.safe_load(f"""
+defaults: {{max_clients: 500}}
+targets:
+  - {{name: cache, url: redis://10.0.0.9:6379}}
+  - name: shop
+    cluster: {{seeds: [redis://10.0.0.1:6379, redis://10.0.0.2:6380], refresh: 30s,
+               address: hostname}}
+    username: exporter
+    password_file: {nodes}
+    tls: {{server_name: "{{host}}"}}
+  - name: sessions
+    sentinel: {{seeds: [redis://10.0.1.1:26379], masters: [mymaster, other],
+                include_sentinels: true, username: watcher, password_file: {watchers}}}
+    password_file: {nodes}
+"""), env={})
+    assert [target.name for target in config.targets] == ["cache"]
+    shop, sessions = config.sources
+    assert shop.cluster is not None and shop.sentinel is None
+    assert [seed.address for seed in shop.cluster.seeds] == ["10.0.0.1:6379", "10.0.0.2:6380"]
+    assert (shop.cluster.refresh, shop.cluster.address) == (30.0, "hostname")
+    assert (shop.template.source, shop.template.parent) == ("cluster", "shop")
+    assert shop.template.username == "exporter"
+    assert shop.template.password == Secret("nodepw")
+    assert shop.template.max_clients == 500  # defaults apply to every node
+    assert shop.template.tls.server_name == "{host}"
+    assert sessions.sentinel is not None and sessions.cluster is None
+    assert sessions.sentinel.masters == ("mymaster", "other")
+    assert sessions.sentinel.refresh == 10.0  # the default
+    assert sessions.sentinel.include_sentinels is True
+    # The Sentinels' own credentials, apart from the nodes'.
+    assert sessions.sentinel.username == "watcher"
+    assert sessions.sentinel.password == Secret("sentinelpw")
+    assert sessions.template.password == Secret("nodepw")
+    assert "sentinelpw" not in repr(config) and "nodepw" not in repr(config)

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
-from tests.support.scrape import fetch, value, values, wait_for
+from tests.support.scrape import body_when, fetch, value, values, wait_for
 from tests.support.topology import SentinelGroup, start_sentinel_group
 
 INFO = "redis_connection_exporter_target_info"
@@ -86,8 +86,8 @@ def test_master_replica_and_sentinels_are_found_and_a_failover_swaps_roles(
     print(f"failover took {promoted:.2f}s; roles swapped on /metrics "
           f"{time.monotonic() - started:.2f}s after SENTINEL FAILOVER")
     # +switch-master triggers a read at once: the count comes long before `refresh: 10s`.
-    text = str(wait_for(lambda: (body := fetch(url)) and value(
-        body, "redis_connection_exporter_failovers_total",
-        parent="sessions/mymaster") == 1 and body, timeout=8, message="one failover counted"))
+    text = body_when(url, lambda body: value(
+        body, "redis_connection_exporter_failovers_total", parent="sessions/mymaster") == 1,
+        "one failover counted", timeout=8)
     assert sorted(labels["target"] for labels, _ in values(text, INFO)) == \
         sorted({**data, **sentinels})

@@ -22,8 +22,9 @@ from exporter.app import Exporter
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient
 from tests.support.redis_server import RedisServer, free_port, require_binary
-from tests.support.scrape import fetch, value, values, wait_for
+from tests.support.scrape import body_when, fetch, value, values, wait_for
 from tests.support.tls import CA, PKI, KeyPair, issue, make_ca, make_pki
+from tests.support.topology import cluster_port, one_node_cluster
 
 FAST = {"interval": "1s", "client_list_interval": "1s", "timeout": "1s"}
 NO_PROBE = {"connect_probe": {"enabled": False}}
@@ -275,3 +276,28 @@ def test_tls_handshake_eof_at_maxclients_is_kind_maxclients(
     assert kinds.get("maxclients", 0) >= 2, \
         f"TLS handshake EOFs at maxclients (headroom 0) were reported as {kinds}"
     assert "tls" not in kinds, kinds
+
+
+def test_a_tls_cluster_is_followed_on_its_tls_ports_with_sni_per_node(
+        exporter_factory: ExporterFactory, pki: PKI) -> None:
+    plain, tls_port = cluster_port(), free_port()
+    node = one_node_cluster(extra_args=(
+        "--tls-port", str(tls_port), "--tls-cluster", "yes", "--tls-replication", "yes",
+        "--tls-cert-file", pki.server.cert, "--tls-key-file", pki.server.key,
+        "--tls-ca-cert-file", pki.ca.cert, "--tls-auth-clients", "no"), port=plain)
+    try:
+        # `{host}` becomes each node's own address: the certificate names 127.0.0.1. Sent
+        # as the literal text, the name check would fail and the node would stay down.
+        exporter = exporter_factory({
+            "poll": FAST, "defaults": NO_PROBE,
+            "targets": [{"name": "shop", "tls": tls_settings(pki, client_cert=False,
+                                                             server_name="{host}"),
+                         "cluster": {"seeds": [f"rediss://127.0.0.1:{tls_port}"]}}]})
+        name = f"shop/127.0.0.1:{tls_port}"  # the TLS port, not the plain one
+        text = body_when(metrics_url(exporter),
+                         lambda body: value(body, "redis_up", target=name) == 1,
+                         "the node polled over TLS", timeout=WAIT)
+        assert [labels["target"] for labels, _ in
+                values(text, "redis_connection_exporter_target_info")] == [name]
+    finally:
+        node.stop()

@@ -45,3 +45,12 @@ def target_changes(held: Mapping[str, TargetConfig], wanted: Sequence[TargetConf
     names = {target.name for target in wanted}
     removed = tuple(name for name in held if name not in names)
     return TargetChanges(tuple(added), removed, tuple(replaced), tuple(rotated))
+
+
+def keep_rotated_password(target: TargetConfig, held: TargetConfig | None) -> TargetConfig:
+    """`held` when it differs from `target` only by a password its own password_file watch
+    rotated: a source's topology read must not hand back the password read at start-up."""
+    if held is not None and target.password is not None and \
+            replace(target, password=held.password) == held:
+        return held
+    return target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from exporter.config.model import SourceEntry, TargetConfig
 from exporter.conn.connection import PollConnection
@@ -80,7 +81,9 @@ class ClusterDiscovery:
             nodes = parse_cluster_nodes(reply)
         if not nodes:
             raise EmptyTopology("no usable node in the topology")
-        return nodes
+        # A node that never met another does not know its own ip: it is the one asked.
+        host = conn.target.endpoint.host
+        return [node if node.ip else replace(node, ip=host) for node in nodes]
 
     def close(self) -> None:
         self._asker.close()

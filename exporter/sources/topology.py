@@ -112,7 +112,7 @@ def parse_cluster_nodes(reply: object) -> list[ClusterNode]:
         _, _, hostname = rest.partition(",")
         host, _, port_text = client.rpartition(":")
         port = _port(port_text)
-        if not host or not port:
+        if not port or not (host or "myself" in flags):  # myself: an ip not learnt yet
             continue
         role = MASTER if MASTER in flags else REPLICA
         health = FAIL if "fail" in flags else PFAIL if "fail?" in flags else ONLINE

@@ -64,3 +64,19 @@ def wait_for_value(url: str, name: str, condition: Callable[[float | None], bool
 
     wait_for(check, timeout=timeout, message=f"{name}{labels}")
     return found[-1]
+
+
+def body_when(url: str, check: Callable[[str], object], message: str,
+              timeout: float = 30.0) -> str:
+    """The first body of `url` for which `check` holds."""
+    found: list[str] = []
+
+    def ok() -> bool:
+        body = fetch(url)
+        if check(body):
+            found.append(body)
+            return True
+        return False
+
+    wait_for(ok, timeout=timeout, message=message)
+    return found[-1]

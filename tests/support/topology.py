@@ -264,3 +264,22 @@ def _start_sentinel(master_port: int, password: str) -> RedisServer:
          "SENTINEL", "DEBUG", "info-period", 1000, "publish-period", 500,
         "tilt-trigger", 10000)
     return server
+
+
+def one_node_cluster(extra_args: tuple[str, ...] = (), port: int | None = None,
+                     admin_port: int | None = None, password: str | None = None
+                     ) -> RedisServer:
+    """A cluster of one master holding every slot: the cheapest real CLUSTER SHARDS.
+    `admin_port`: where to send the set-up commands (the plain port of a TLS node)."""
+    server = start_redis(extra_args=[*CLUSTER_ARGS, *extra_args], port=port or cluster_port(),
+                         password=password)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=admin_port or server.port,
+                             password=password, socket_timeout=5, decode_responses=True)
+        call(client, "CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        until(lambda: "cluster_state:ok" in call(client, "CLUSTER", "INFO"), 15.0,
+              "the one-node cluster ok")
+    except BaseException:
+        server.stop()
+        raise
+    return server
