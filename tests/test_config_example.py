@@ -19,6 +19,7 @@ from exporter.config.model import (
     ProbeConfig,
     TLSConfig,
 )
+from exporter.config.sources import CLUSTER_KEYS, SENTINEL_KEYS
 from exporter.config.targets import TARGET_SETTING_KEYS
 
 EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "config.example.yaml")
@@ -73,3 +74,6 @@ def test_example_shows_every_key() -> None:
         text = handle.read()
     for key in ("name", "url"):  # target keys beyond the shared settings
         assert re.search(rf"^\s+-? ?{key}:", text, re.MULTILINE)
+    # Cluster and Sentinel entries, shown as comments (they need real seeds).
+    for key in ("cluster", *CLUSTER_KEYS, "sentinel", *SENTINEL_KEYS):
+        assert re.search(rf"^\s+# +-? ?{key}:", text, re.MULTILINE), key

@@ -283,10 +283,13 @@ POOL_MAX = _gauge(_SELF + "pool_max_connections", "Size limit of the target's po
 POOL_CREATED = _counter(_SELF + "pool_connections_created_total", "Poll connections opened to "
                         "the target (reconnects included).")
 TARGET_INFO = _gauge(_SELF + "target_info", "Where a target comes from, always 1: source "
-                     "(static or dynamic), the address the exporter connects to (never "
-                     "credentials); parent, node_id, shard and health are for cluster and "
-                     "Sentinel targets (empty otherwise).", "source", "parent", "address",
-                     "node_id", "shard", "health")
+                     "(static, dynamic, cluster or sentinel), the address the exporter "
+                     "connects to (never credentials); for cluster and Sentinel nodes the "
+                     "entry that found it (parent; <entry>/<master> for a Sentinel group's "
+                     "data nodes), CLUSTER MYID (node_id), CLUSTER MYSHARDID (shard, 7.2+) "
+                     "and the topology's view (health: online, pfail, fail); empty where a "
+                     "field does not apply.", "source", "parent", "address", "node_id",
+                     "shard", "health")
 LAST_DURATION = _gauge(_SELF + "last_poll_duration_seconds", "Duration of the last poll step "
                        f"({_listed(STEPS)}) for the target.", "step")
 POLL_ERRORS = _counter(_SELF + "poll_errors_total", "Failed poll steps by kind "
