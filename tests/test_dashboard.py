@@ -30,7 +30,7 @@ COUNTER_FUNCTIONS = ("rate", "irate", "increase", "resets")
 RATE_FUNCTIONS = ("rate", "irate", "increase")
 # Grafana's variables, as promtool should see them.
 SUBSTITUTIONS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h",
-                 "$target": ".*"}
+                 "$target": ".*", "$parent": ".+"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 SNAPSHOT_HISTOGRAMS = frozenset(family.name for family in metrics.HISTOGRAMS.values())
 TARGET_LABELLED = frozenset(family.name for family in metrics.TARGET_FAMILIES)
@@ -63,8 +63,9 @@ def _exported() -> dict[str, str]:
     """Family name -> type of everything the exporter serves: the table plus the registry."""
     families = {family.name: family.type for family in (*metrics.TARGET_FAMILIES,
                                                          *metrics.LIBRARY_POOL_FAMILIES)}
-    families.update({family.name: family.type
-                     for family in SelfMetrics().registry.collect()})
+    for family in SelfMetrics().registry.collect():  # counters are named without _total
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        families[name] = family.type
     return families
 
 
@@ -121,6 +122,23 @@ def _variable(dashboard: dict[str, Any], name: str) -> dict[str, Any]:
     assert len(found) == 1, f"variable {name} missing or repeated"
     variable: dict[str, Any] = found[0]
     return variable
+
+
+def test_parent_variable_lists_cluster_and_sentinel_entries(dashboard: dict[str, Any]) -> None:
+    variable = _variable(dashboard, "parent")
+    query = variable["query"]
+    text = query["query"] if isinstance(query, dict) else query
+    assert re.fullmatch(r"label_values\(\s*redis_connection_exporter_target_info\s*,\s*parent"
+                        r"\s*\)", text)
+    assert variable["multi"] is True and variable["includeAll"] is True
+    assert variable["allValue"] == ".+"  # All: every entry's nodes, never static targets
+    tables = [panel for panel in _panels(dashboard) if panel["title"] == "Nodes"]
+    assert len(tables) == 1
+    exprs = " ".join(target["expr"] for target in tables[0]["targets"])
+    for family in ("redis_instance_info", "redis_up", metrics.SATURATION.name,
+                   metrics.TARGET_INFO.name):
+        assert family in exprs
+    assert exprs.count('parent=~"$parent"') == len(tables[0]["targets"])
 
 
 def test_datasource_variable(dashboard: dict[str, Any]) -> None:

@@ -112,8 +112,10 @@ def test_every_alert_has_severity_summary_and_description() -> None:
         annotations = rule.get("annotations", {})
         summary, description = annotations.get("summary", ""), annotations.get("description", "")
         assert summary.endswith(".") and "{{" not in summary, f"{where}: static summary sentence"
-        # Library mode's alerts are about an application's pool; the others about a target.
-        subject = "pool" if "redis_pool_" in rule["expr"] else "target"
+        # Library mode's alerts are about an application's pool, failovers about a cluster or
+        # Sentinel entry (parent); the others about a target.
+        subject = "pool" if "redis_pool_" in rule["expr"] else \
+            "parent" if "failovers_total" in rule["expr"] else "target"
         assert f"{{{{ $labels.{subject} }}}}" in description, \
             f"{where}: description names the {subject}"
 
@@ -165,11 +167,12 @@ def test_every_alert_fires_and_stays_quiet_in_the_unit_tests() -> None:
 
 def _golden_label_sets() -> dict[str, set[frozenset[tuple[str, str]]]]:
     """Family -> the label sets it has in the golden expositions (our real output); library
-    mode's families (an application's registry, no golden) with the labels of the table,
-    which tests/test_pools.py checks on real output."""
+    mode's families (an application's registry, no golden) and the global self families
+    (rendered by prometheus-client, no golden) with the labels of the table, which
+    tests/test_pools.py and tests/test_families.py check on real output."""
     found: dict[str, set[frozenset[tuple[str, str]]]] = {
         family.name: {frozenset((label, "") for label in family.labels)}
-        for family in metrics.LIBRARY_POOL_FAMILIES}
+        for family in (*metrics.LIBRARY_POOL_FAMILIES, *metrics.GLOBAL_FAMILIES)}
     for path in sorted(GOLDEN.glob("*.prom")):
         for line in path.read_text(encoding="utf-8").splitlines():
             match = SAMPLE.match(line)
