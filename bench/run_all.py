@@ -30,18 +30,21 @@ FULL = {
     "scrape_compare": ["--clients", "10000"],
     "many_targets": [],
     "churn": ["--connections", "10000"],
+    "topology": [],
 }
 QUICK = {
     "poll_cost": ["--clients", "1000", "--rounds", "3", "--runs", "1"],
     "scrape_compare": ["--clients", "1000", "--scrapes", "3"],
     "many_targets": ["--targets", "100", "--window", "20", "--settle", "5", "--requests", "5"],
     "churn": ["--connections", "500", "--seconds", "15", "--warmup", "5"],
+    "topology": ["--reads", "20"],
 }
 TITLES = {
     "poll_cost": "Poll cost: the CLIENT LIST step against the raw round trip",
     "scrape_compare": "/metrics body and latency against prometheus-redis-exporter",
     "many_targets": "1,000 targets: CPU, RSS, lateness, /metrics latency",
     "churn": "Memory and the group cap under connection churn",
+    "topology": "Cluster and Sentinel entries: discovery, failovers, topology read cost",
 }
 TIMEOUT_SECONDS = 30 * 60
 

@@ -15,6 +15,7 @@ import pytest
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
+from tests.support.prometheus import run_prometheus
 from tests.support.scrape import body_when, fetch, value, values, wait_for
 from tests.support.topology import Cluster, start_cluster
 
@@ -117,6 +118,28 @@ def test_a_node_added_with_meet_appears_and_one_forgotten_disappears(
     wait_for(lambda: not values(fetch(url), INFO, target=_name(added.port)), timeout=20,
              message="the forgotten node gone")
     assert len(values(fetch(url), INFO)) == 6
+
+
+def test_a_real_prometheus_sees_every_node_with_its_target_info(
+        cluster: Cluster, exporter_factory: Callable[..., Exporter], tmp_path: Path) -> None:
+    exporter = exporter_factory(_config(cluster, tmp_path))
+    expected = _expected_roles(cluster)
+    wait_for(lambda: _roles(fetch(metrics_url(exporter))) == expected, timeout=30,
+             message="every node polled")
+    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+              "scrape_configs": [{"job_name": "redis-connection-exporter",
+                                  "static_configs": [{"targets": [exporter.bound_address()]}]}]}
+    with run_prometheus(config) as prom:
+        # The node table's join: each node's role (own INFO) beside its topology labels.
+        samples = prom.wait_for(
+            'max by (target, parent, node_id, role) (redis_instance_info * on (target) '
+            'group_left (parent, node_id) redis_connection_exporter_target_info'
+            '{source="cluster"})', lambda found: len(found) == 6)
+    seen = {labels["target"]: labels for labels, _ in samples}
+    assert {name: labels["role"] for name, labels in seen.items()} == expected
+    for port in cluster.live_ports():
+        assert seen[_name(port)]["node_id"] == cluster.node_id(port)
+        assert seen[_name(port)]["parent"] == "shop"
 
 
 def test_a_killed_replica_stays_a_target_with_redis_up_0_and_health_fail(
