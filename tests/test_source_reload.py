@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from exporter.app import Exporter
@@ -20,7 +21,8 @@ from exporter.sharding import Shard
 from tests.conftest import metrics_url
 from tests.support.redis_server import RedisServer
 from tests.support.scrape import body_when, fetch, value, values, wait_for
-from tests.support.topology import one_node_cluster
+from tests.support.servers import ServerBuild
+from tests.support.topology import call, one_node_cluster
 
 INFO = "redis_connection_exporter_target_info"
 
@@ -102,3 +104,30 @@ def test_a_node_named_like_a_configured_target_is_polled_once(
     [(labels, _)] = values(fetch(url), INFO, target=name)
     assert labels["source"] == "static"  # the configured target wins; the node is skipped
 
+
+
+def test_a_cluster_node_of_every_build_is_found_with_its_own_ids(
+        server_build: ServerBuild, exporter_factory: Callable[..., Exporter]) -> None:
+    """CLUSTER SHARDS from 7.0, CLUSTER NODES before (where a lone node does not know its
+    own ip); the node's own MYID, and MYSHARDID from 7.2 (and Valkey)."""
+    node = one_node_cluster(server_build=server_build)
+    try:
+        admin = redis.Redis(host="127.0.0.1", port=node.port, protocol=2,
+                            decode_responses=True)
+        wanted = {"node_id": call(admin, "CLUSTER", "MYID"),
+                  "shard": call(admin, "CLUSTER", "MYSHARDID")
+                  if server_build.at_least(7, 2) else "",
+                  "source": "cluster", "parent": "shop", "health": "online"}
+        exporter = exporter_factory(_raw(node))
+        name = f"shop/127.0.0.1:{node.port}"
+
+        def labelled(body: str) -> bool:
+            found = values(body, INFO, target=name)
+            return value(body, "redis_up", target=name) == 1 and bool(found) and all(
+                found[0][0][key] == wanted[key] for key in wanted)
+
+        # The topology's node id comes first; the node's own ids with its next CONFIG.
+        body_when(metrics_url(exporter), labelled, "the node polled, with its own ids",
+                  timeout=20)
+    finally:
+        node.stop()

@@ -10,9 +10,9 @@ The replies are written byte for byte to `tests/data/<id>/`: `info.txt`, `client
 `info_all.txt`, and `expected.json`, which a separate naive reader computes from the captured
 text and which must agree with the population opened. Standard library only.
 
-    python3 tests/data/capture.py                       # every build in CAPTURED
-    python3 tests/data/capture.py --only redis-6.2      # one build (repeatable)
-    python3 tests/data/capture.py --only redis-7.0 --out /tmp/scratch
+    python3 -m tests.data.capture                       # every build in CAPTURED
+    python3 -m tests.data.capture --only redis-6.2      # one build (repeatable)
+    python3 -m tests.data.capture --only redis-7.0 --out /tmp/scratch
 
 Names, the order in which clients open and the moment of the capture (two seconds after the
 clients opened, away from a second boundary) are fixed, so ids, ages, idle times and the
@@ -41,9 +41,15 @@ from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MANIFEST = os.path.join(ROOT, ".servers", "servers.tsv")
+from tests.data.capture_common import (
+    HERE,
+    MANIFEST,
+    Args,
+    JsonDict,
+    ManifestBuild,
+    encode,
+    read_manifest,
+)
 
 # The directories captured from a real build, fixture directory = build id.
 CAPTURED = ("redis-5.0", "redis-6.0", "redis-6.2", "redis-7.4", "redis-8.0", "valkey-8.0",
@@ -56,26 +62,12 @@ PASSWORD = "apppass"  # of the throwaway ACL user `app` on a private server
 READY_TIMEOUT = 20.0
 IO_TIMEOUT = 10.0
 AGE = 2  # seconds between opening the clients and the capture, as in the 7.0 capture
-VALKEY_COMPAT = (7, 2, 4)  # the Redis version Valkey 8 reports and behaves as
 
-Args = tuple[str, ...]
-JsonDict = dict[str, object]
 
 
 @dataclass(frozen=True)
-class Build:
-    """One line of .servers/servers.tsv."""
-
-    id: str
-    family: str  # redis or valkey
-    version: str  # the product's own version, e.g. 8.1.1
-    wrapper: str  # runs like redis-server
-
-    @property
-    def compat(self) -> tuple[int, ...]:
-        if self.family == "valkey":
-            return VALKEY_COMPAT
-        return tuple(int(part) for part in self.version.split(".")[:3])
+class Build(ManifestBuild):
+    """One line of .servers/servers.tsv, with what this capture asks of it."""
 
     @property
     def acl(self) -> bool:
@@ -96,16 +88,6 @@ class Build:
         return ("ACL", "SETUSER", "app", "on", f">{PASSWORD}", "~*", *channels, "+@all")
 
 
-def read_manifest() -> dict[str, Build]:
-    builds: dict[str, Build] = {}
-    with open(MANIFEST, encoding="utf-8") as handle:
-        for line in handle:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) == 4:
-                builds[parts[0]] = Build(*parts)
-    return builds
-
-
 # -- RESP over a raw socket ----------------------------------------------------------------
 
 class ServerError(Exception):
@@ -113,14 +95,6 @@ class ServerError(Exception):
 
 
 Reply = bytes | int | list["Reply"] | None
-
-
-def encode(args: Args) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for arg in args:
-        raw = arg.encode()
-        out += b"$%d\r\n%s\r\n" % (len(raw), raw)
-    return out
 
 
 class Conn:
@@ -477,7 +451,7 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    builds = read_manifest()
+    builds = read_manifest(Build)
     ids = args.only or list(CAPTURED)
     missing = [build_id for build_id in ids if build_id not in builds]
     if missing:

@@ -9,9 +9,9 @@ as RESP2 arrays over raw sockets and writes each reply exactly as it came off th
 the node asked, every node of the topology (port, id, role) and what was unusual at the time.
 Standard library only.
 
-    python3 tests/data/capture_topology.py                      # every build listed below
-    python3 tests/data/capture_topology.py --only redis-7.0     # one build (repeatable)
-    python3 tests/data/capture_topology.py --only redis-7.0 --out /tmp/scratch
+    python3 -m tests.data.capture_topology                      # every build listed below
+    python3 -m tests.data.capture_topology --only redis-7.0     # one build (repeatable)
+    python3 -m tests.data.capture_topology --only redis-7.0 --out /tmp/scratch
 
 Cluster (every build of CLUSTER_BUILDS; any other id given with --only gets this part too):
 3 masters + 3 replicas (`requirepass`/`masterauth` clusterpw, `cluster-node-timeout 3000`,
@@ -48,9 +48,17 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import FrameType
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-MANIFEST = os.path.join(ROOT, ".servers", "servers.tsv")
+from tests.data.capture_common import (
+    HERE,
+    MANIFEST,
+    ROOT,
+    Args,
+    JsonDict,
+    ManifestBuild,
+    encode,
+    read_manifest,
+)
+
 OUT = os.path.join(HERE, "topology")
 
 CLUSTER_BUILDS = ("redis-5.0", "redis-6.0", "redis-6.2", "redis-7.0", "redis-7.4", "redis-8.0",
@@ -69,12 +77,9 @@ PORT_RANGE = (20000, 45000)  # bus ports (+10000) stay <= 55535
 READY_TIMEOUT = 20.0
 IO_TIMEOUT = 10.0
 CONVERGE_TIMEOUT = 90.0
-VALKEY_COMPAT = (7, 2, 4)  # the Redis version Valkey 8 reports and behaves as
 SERVER_FIELDS = ("redis_version", "valkey_version", "server_name", "redis_git_sha1",
                  "redis_build_id", "redis_mode", "server_mode")
 
-Args = tuple[str, ...]
-JsonDict = dict[str, object]
 
 
 def log(message: str) -> None:
@@ -82,19 +87,8 @@ def log(message: str) -> None:
 
 
 @dataclass(frozen=True)
-class Build:
-    """One line of .servers/servers.tsv."""
-
-    id: str
-    family: str  # redis or valkey
-    version: str  # the product's own version, e.g. 8.1.1
-    wrapper: str  # runs like redis-server
-
-    @property
-    def compat(self) -> tuple[int, ...]:
-        if self.family == "valkey":
-            return VALKEY_COMPAT
-        return tuple(int(part) for part in self.version.split(".")[:3])
+class Build(ManifestBuild):
+    """One line of .servers/servers.tsv, with what this capture asks of it."""
 
     @property
     def has_shards(self) -> bool:
@@ -103,16 +97,6 @@ class Build:
     @property
     def has_myshardid(self) -> bool:
         return self.compat >= (7, 2)
-
-
-def read_manifest() -> dict[str, Build]:
-    builds: dict[str, Build] = {}
-    with open(MANIFEST, encoding="utf-8") as handle:
-        for line in handle:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) == 4:
-                builds[parts[0]] = Build(*parts)
-    return builds
 
 
 # -- RESP2 over a raw socket ---------------------------------------------------------------
@@ -128,14 +112,6 @@ class Incomplete(Exception):
 Reply = bytes | int | list["Reply"] | ServerError | None
 KINDS = {b"+": "simple string", b"-": "error", b":": "integer", b"$": "bulk string",
          b"*": "array"}
-
-
-def encode(args: Args) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for arg in args:
-        raw = arg.encode()
-        out += b"$%d\r\n%s\r\n" % (len(raw), raw)
-    return out
 
 
 def parse(buf: bytes, pos: int = 0) -> tuple[Reply, int]:
@@ -1074,7 +1050,7 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    builds = read_manifest()
+    builds = read_manifest(Build)
     ids = args.only or list(dict.fromkeys((*CLUSTER_BUILDS, *SENTINEL_BUILDS)))
     missing = [build_id for build_id in ids if build_id not in builds]
     if missing:

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from tests.support.redis_server import RedisServer, free_port, require_binary, start_redis
-from tests.support.servers import build
+from tests.support.servers import ServerBuild, build
 
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "3000", "--repl-diskless-sync-delay", "0"]
@@ -67,7 +67,7 @@ class Cluster:
     servers: dict[int, RedisServer] = field(default_factory=dict)
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, password=self.password,
+        return redis.Redis(protocol=2, host="127.0.0.1", port=port, password=self.password,
                            socket_timeout=5, decode_responses=True)
 
     def start_node(self) -> RedisServer:
@@ -186,11 +186,11 @@ class SentinelGroup:
     name: str = "mymaster"
 
     def data(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, password=self.password,
+        return redis.Redis(protocol=2, host="127.0.0.1", port=port, password=self.password,
                            socket_timeout=5, decode_responses=True)
 
     def sentinel(self, port: int) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5,
+        return redis.Redis(protocol=2, host="127.0.0.1", port=port, socket_timeout=5,
                            decode_responses=True)
 
     def role(self, port: int) -> str:
@@ -260,23 +260,23 @@ def _start_sentinel(master_port: int, password: str) -> RedisServer:
     server.start()
     # Test-only: a shorter info period converts the old master sooner after a failover,
     # and a longer tilt trigger keeps a stalled 2-core machine out of TILT.
-    call(redis.Redis(host="127.0.0.1", port=port, socket_timeout=5),
+    call(redis.Redis(protocol=2, host="127.0.0.1", port=port, socket_timeout=5),
          "SENTINEL", "DEBUG", "info-period", 1000, "publish-period", 500,
         "tilt-trigger", 10000)
     return server
 
 
 def one_node_cluster(extra_args: tuple[str, ...] = (), port: int | None = None,
-                     admin_port: int | None = None, password: str | None = None
-                     ) -> RedisServer:
+                     admin_port: int | None = None, password: str | None = None,
+                     server_build: ServerBuild | None = None) -> RedisServer:
     """A cluster of one master holding every slot: the cheapest real CLUSTER SHARDS.
     `admin_port`: where to send the set-up commands (the plain port of a TLS node)."""
     server = start_redis(extra_args=[*CLUSTER_ARGS, *extra_args], port=port or cluster_port(),
-                         password=password)
+                         password=password, server=server_build)
     try:
-        client = redis.Redis(host="127.0.0.1", port=admin_port or server.port,
+        client = redis.Redis(protocol=2, host="127.0.0.1", port=admin_port or server.port,
                              password=password, socket_timeout=5, decode_responses=True)
-        call(client, "CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        call(client, "CLUSTER", "ADDSLOTS", *range(16384))  # ADDSLOTSRANGE is 7.0+
         until(lambda: "cluster_state:ok" in call(client, "CLUSTER", "INFO"), 15.0,
               "the one-node cluster ok")
     except BaseException:
