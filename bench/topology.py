@@ -123,7 +123,7 @@ def _read_cost(cluster: Cluster, seed: int, secret: str, reads: int) -> list[tup
     rows = []
     for command in ("shards", "nodes"):
         discovery = ClusterDiscovery(config.sources[0], 5.0, Watchdog(), lambda kind: None,
-                                     lambda parent: None)
+                                     lambda parent, count: None)
         if command == "nodes":  # as before 7.0
             discovery._shards_unknown.add(f"127.0.0.1:{seed}")
         discovery.refresh()  # connect and hold

@@ -190,8 +190,9 @@ class Exporter:
             self.self_metrics.discovery_errors.labels(entry.name, kind).inc()
             self.store.touch()
 
-        def failover(parent: str) -> None:
-            self.self_metrics.failovers.labels(parent).inc()
+        def failover(parent: str, count: int) -> None:
+            # count 0: a parent first seen, its series at 0 so increase() sees the first one
+            self.self_metrics.failovers.labels(parent).inc(count)
             self.store.touch()
 
         timeout = config.poll.timeout
@@ -199,12 +200,12 @@ class Exporter:
             discovery: ClusterDiscovery | SentinelDiscovery = ClusterDiscovery(
                 entry, timeout, self.watchdog, error, failover)
             interval, listen = entry.cluster.refresh, None
+            failover(entry.name, 0)
         else:
             assert entry.sentinel is not None
             sentinel = SentinelDiscovery(entry, timeout, self.watchdog, error, failover)
             discovery, interval = sentinel, entry.sentinel.refresh
             listen = lambda: sentinel.current  # noqa: E731
-        self.self_metrics.failovers.labels(entry.name)  # 0 before the first failover
         return SourceRunner(entry.name, discovery, interval,
                             lambda found: self._apply_found(entry.name, found), self._down,
                             listen, timeout)

@@ -15,7 +15,7 @@ import pytest
 
 from exporter.app import Exporter
 from tests.conftest import metrics_url
-from tests.support.prometheus import run_prometheus
+from tests.support.prometheus import dashboard_queries, run_prometheus
 from tests.support.scrape import body_when, fetch, value, values, wait_for
 from tests.support.topology import Cluster, start_cluster
 
@@ -135,6 +135,12 @@ def test_a_real_prometheus_sees_every_node_with_its_target_info(
             'max by (target, parent, node_id, role) (redis_instance_info * on (target) '
             'group_left (parent, node_id) redis_connection_exporter_target_info'
             '{source="cluster"})', lambda found: len(found) == 6)
+        # The dashboard's row of cluster and Sentinel nodes, as Grafana sends it: every
+        # query returns series (failovers at 0, the dead seed's error counted).
+        prom.wait_for('rate(redis_connection_exporter_poll_duration_seconds_count[1m])', bool)
+        row = [expr for expr in dashboard_queries() if "parent=~" in expr]
+        assert len(row) >= 5, row
+        assert [expr for expr in row if not prom.query(expr)] == []
     seen = {labels["target"]: labels for labels, _ in samples}
     assert {name: labels["role"] for name, labels in seen.items()} == expected
     for port in cluster.live_ports():

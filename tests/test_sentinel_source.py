@@ -73,8 +73,10 @@ def test_master_replica_and_sentinels_are_found_and_a_failover_swaps_roles(
         assert not values(text, "redis_connection_exporter_poll_errors_total", target=name)
         assert value(text, "redis_max_clients", target=name) == 10000  # from its INFO
     assert not values(text, "redis_connection_exporter_discovery_errors_total")
+    # 0 before the first failover (so that increase() sees it), and no series per entry
     assert value(text, "redis_connection_exporter_failovers_total",
-                 parent="sessions/mymaster") is None
+                 parent="sessions/mymaster") == 0
+    assert value(text, "redis_connection_exporter_failovers_total", parent="sessions") is None
     started = time.monotonic()
     new_master = group.failover()
     promoted = time.monotonic() - started

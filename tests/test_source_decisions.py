@@ -73,12 +73,13 @@ def test_a_failover_is_a_replica_that_became_master() -> None:
     assert promoted_masters([], before) == 0
 
 
-def _sentinels(counted: list[str]) -> SentinelDiscovery:
+def _sentinels(counted: list[tuple[str, int]]) -> SentinelDiscovery:
     seed = Endpoint("redis", host="10.0.1.1", port=26379)
     entry = SourceEntry("sessions", TargetConfig("sessions", seed, source="sentinel",
                                                  parent="sessions"),
                         sentinel=SentinelSource((seed,)))
-    return SentinelDiscovery(entry, 1.0, Watchdog(), lambda kind: None, counted.append)
+    return SentinelDiscovery(entry, 1.0, Watchdog(), lambda kind: None,
+                             lambda parent, count: counted.append((parent, count)))
 
 
 def _master(epoch: int, port: int = 6379) -> SentinelEntry:
@@ -86,16 +87,18 @@ def _master(epoch: int, port: int = 6379) -> SentinelEntry:
 
 
 def test_a_sentinel_failover_is_a_config_epoch_above_every_one_seen() -> None:
-    counted: list[str] = []
+    counted: list[tuple[str, int]] = []
     discovery = _sentinels(counted)
-    discovery._count_failover(_master(3))  # first sight: the epoch of earlier failovers
-    assert counted == []
+    # First sight: the epoch of earlier failovers; the series starts at 0, so that
+    # increase() in the RedisFailover alert sees the first failover.
+    discovery._count_failover(_master(3))
+    assert counted == [("sessions/mymaster", 0)]
     discovery._count_failover(_master(4, port=6380))
-    assert counted == ["sessions/mymaster"]
+    assert counted == [("sessions/mymaster", 0), ("sessions/mymaster", 1)]
     # A Sentinel that has not caught up answers the old epoch, then one that has: one count.
     discovery._count_failover(_master(3))
     discovery._count_failover(_master(4, port=6380))
-    assert counted == ["sessions/mymaster"]
+    assert counted == [("sessions/mymaster", 0), ("sessions/mymaster", 1)]
 
 
 def test_a_topology_read_never_hands_a_node_back_its_start_up_password() -> None:

@@ -35,7 +35,7 @@ class EmptyTopology(ValueError):
 
 class ClusterDiscovery:
     def __init__(self, entry: SourceEntry, timeout: float, watchdog: Watchdog,
-                 on_error: Callable[[str], None], on_failover: Callable[[str], None]) -> None:
+                 on_error: Callable[[str], None], on_failover: Callable[[str, int], None]) -> None:
         assert entry.cluster is not None
         self.entry = entry
         self.source = entry.cluster
@@ -55,8 +55,7 @@ class ClusterDiscovery:
         promoted = promoted_masters(self._nodes, nodes)
         if promoted:
             log.info("cluster failover %s", kv(parent=self.entry.name, promoted=promoted))
-            for _ in range(promoted):
-                self._on_failover(self.entry.name)
+            self._on_failover(self.entry.name, promoted)
         self._nodes = nodes
         return [FoundNode(self._target(node), node.node_id, node.health) for node in nodes]
 

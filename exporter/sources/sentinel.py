@@ -37,7 +37,7 @@ class SentinelView:
 
 class SentinelDiscovery:
     def __init__(self, entry: SourceEntry, timeout: float, watchdog: Watchdog,
-                 on_error: Callable[[str], None], on_failover: Callable[[str], None]) -> None:
+                 on_error: Callable[[str], None], on_failover: Callable[[str, int], None]) -> None:
         assert entry.sentinel is not None
         self.entry = entry
         self.source = entry.sentinel
@@ -87,11 +87,13 @@ class SentinelDiscovery:
 
     def _count_failover(self, master: SentinelEntry) -> None:
         seen = self._epochs.get(master.name)
-        if seen is not None and master.config_epoch > seen:
-            parent = f"{self.entry.name}/{master.name}"
+        parent = f"{self.entry.name}/{master.name}"
+        if seen is None:
+            self._on_failover(parent, 0)  # a master first seen: its counter starts at 0
+        elif master.config_epoch > seen:
             log.info("sentinel failover %s", kv(parent=parent, epoch=master.config_epoch,
                                                 master=f"{master.ip}:{master.port}"))
-            self._on_failover(parent)
+            self._on_failover(parent, 1)
         if seen is None or master.config_epoch > seen:
             self._epochs[master.name] = master.config_epoch
 

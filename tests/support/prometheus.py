@@ -46,6 +46,27 @@ def multi_target_job(job_name: str, names: Sequence[str], exporter_address: str,
     }
 
 
+DASHBOARD = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "grafana", "redis-connection-exporter.json")
+
+
+def dashboard_queries(target: str = ".*", parent: str = ".+") -> list[str]:
+    """Every query of the Grafana dashboard, its variables replaced as Grafana would: the
+    defaults are the variables' "All" values."""
+    with open(DASHBOARD, encoding="utf-8") as handle:
+        dashboard = json.load(handle)
+    out: list[str] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            out.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
+            walk(panel.get("panels", []))
+
+    walk(dashboard["panels"])
+    return [expr.replace("$target", target).replace("$parent", parent)
+            .replace("$__rate_interval", "1m") for expr in out]
+
+
 class PrometheusError(AssertionError):
     pass
 
