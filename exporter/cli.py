@@ -24,7 +24,7 @@ from exporter.config.targets import parse_target_url
 from exporter.config.web import WebConfig, WebConfigError, load_web_config
 from exporter.logsetup import LEVELS, configure, kv
 from exporter.poll.scheduler import PROBE_WORKERS
-from exporter.runtime import check_file_budget, limit_malloc_arenas
+from exporter.runtime import check_file_budget, fix_mmap_threshold, limit_malloc_arenas
 from exporter.sharding import Shard, resolve_shard
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _set_process_limits(config: Config, shard: Shard, env: Mapping[str, str]) -> None:
     """Before any thread starts (see exporter/runtime.py)."""
     arenas = limit_malloc_arenas(env)
-    log.info("malloc arenas %s", kv(max=arenas if arenas is not None
-                                    else env.get("MALLOC_ARENA_MAX", "glibc default")))
+    threshold = fix_mmap_threshold(env)
+    log.info("malloc %s", kv(
+        arenas_max=arenas if arenas is not None else env.get("MALLOC_ARENA_MAX", "default"),
+        mmap_threshold=threshold if threshold is not None
+        else env.get("MALLOC_MMAP_THRESHOLD_", "default")))
     owned = shard.select(config.targets)
     probing = any(target.connect_probe.enabled for target in owned)
     check_file_budget(len(owned), min(PROBE_WORKERS, len(owned)) if probing else 0)

@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import Callable
 
 from exporter.app import Exporter
+from exporter.expose.exposition import COMPRESS_CHUNK, compress
 from tests.conftest import metrics_url
 from tests.support.clients import RawClient, open_named
 from tests.support.exposition import check_families, promtool_problems
@@ -71,6 +72,33 @@ def test_gzip_body_is_the_same_body(redis_server: RedisServer,
             break
     assert encoding == "gzip"
     assert gzip.decompress(compressed) == plain_before == plain_after
+
+
+def test_a_gzip_only_scraper_gets_the_same_body(redis_server: RedisServer,
+                                              exporter_factory: Callable[..., Exporter]) -> None:
+    """gzip asked first: the body is compressed from its parts, never joined."""
+    exporter = exporter_factory({"poll": {"interval": "10s", "timeout": "1s"},
+                                 "targets": [{"name": "one", "url": redis_server.url},
+                                             {"name": "two", "url": redis_server.url}]})
+    url = metrics_url(exporter)
+    wait_for(lambda: value(fetch(url), "redis_up", target="two") == 1, message="first polls")
+    for _ in range(5):  # a poll between the requests changes the body: retry on that
+        zipped_before, encoding = _get(url, gzip_ok=True)
+        plain, _ = _get(url, gzip_ok=False)
+        zipped_after, _ = _get(url, gzip_ok=True)
+        if zipped_before == zipped_after:
+            break
+    assert encoding == "gzip"
+    assert zipped_before == zipped_after
+    assert gzip.decompress(zipped_before) == plain
+
+
+def test_compress_joins_parts_across_chunks() -> None:
+    parts = [f"redis_up{{target=\"t{index}\"}} 1\n".encode() for index in range(20000)]
+    parts.insert(7, b"x" * (3 * COMPRESS_CHUNK))  # one part larger than a chunk
+    assert sum(map(len, parts)) > 4 * COMPRESS_CHUNK
+    assert gzip.decompress(compress(parts)) == b"".join(parts)
+    assert gzip.decompress(compress([])) == b""
 
 
 def test_body_size_is_bounded_by_groups_not_clients(

@@ -15,7 +15,7 @@ import pytest
 from redis import exceptions as redis_errors
 
 from exporter.conn.errors import out_of_files_hint
-from exporter.runtime import BASE_RESERVE, HTTP_RESERVE, FileBudget
+from exporter.runtime import BASE_RESERVE, HTTP_RESERVE, FileBudget, fix_mmap_threshold
 
 # Eight threads that each allocate from malloc (Python objects over 512 bytes), then glibc's
 # malloc_stats() lists one "Arena N:" block per arena on stderr.
@@ -54,6 +54,44 @@ def test_malloc_arena_max_in_the_environment_wins() -> None:
     limited, said = _arenas("limit", env={"MALLOC_ARENA_MAX": "4", "PATH": "/usr/bin:/bin"})
     assert said.strip() == "None"  # left to glibc, which read the variable itself
     assert limited <= 4
+
+
+# A 24 MB block freed, then a slightly smaller one freed: with glibc's dynamic threshold the
+# first free raises the threshold, so the second block comes from the heap and stays resident.
+MMAP_SCRIPT = textwrap.dedent("""
+    import os, sys
+    if sys.argv[1] == "fixed":
+        from exporter.runtime import fix_mmap_threshold
+        print(fix_mmap_threshold(os.environ))
+    def rss_kb():
+        with open("/proc/self/status") as status:
+            return int(status.read().split("VmRSS:")[1].split()[0])
+    before = rss_kb()
+    body = b"x" * (24 << 20)
+    del body
+    body = b"x" * (23 << 20)
+    del body
+    print(rss_kb() - before)
+""")
+
+
+def _kept_kb(mode: str) -> tuple[int, str]:
+    result = subprocess.run([sys.executable, "-c", MMAP_SCRIPT, mode], capture_output=True,
+                            text=True, timeout=60, check=True)
+    lines = result.stdout.split()
+    return int(lines[-1]), lines[0] if len(lines) > 1 else ""
+
+
+def test_a_large_block_freed_is_returned_with_the_fixed_mmap_threshold() -> None:
+    kept_dynamic, _ = _kept_kb("none")
+    kept_fixed, said = _kept_kb("fixed")
+    assert kept_dynamic > 16 << 10, "the check cannot fail: glibc returned the block anyway"
+    assert said == str(128 * 1024)
+    assert kept_fixed < 4 << 10
+
+
+def test_malloc_mmap_threshold_in_the_environment_wins() -> None:
+    assert fix_mmap_threshold({"MALLOC_MMAP_THRESHOLD_": "65536"}) is None
 
 
 def _child(script: str, soft: int, hard: int) -> subprocess.CompletedProcess[str]:

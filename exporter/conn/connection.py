@@ -62,8 +62,9 @@ def connection_factory(target: TargetConfig, timeout: float, named: bool,
         "protocol": 2,
         "health_check_interval": 0,
         # redis-py zero-fills this buffer per connection (64 KiB each came to 62 MiB at 1,000
-        # targets); it only reads handshakes, PINGs and probes: polls use exporter/conn/resp.py.
-        "socket_read_size": 4096,
+        # targets, 4 KiB to 4 MiB); it reads handshakes, PINGs, probes and topology replies
+        # (more reads for a large one, nothing lost): polls use exporter/conn/resp.py.
+        "socket_read_size": 1024,
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         "redis_connect_func": _handshake(target, named, on_connect),
     }

@@ -6,8 +6,9 @@ Built at most once per snapshot generation (gzip too), never per request, never 
 
 from __future__ import annotations
 
-import gzip
 import threading
+import zlib
+from collections.abc import Iterable
 
 from exporter.expose import families as metrics
 from exporter.expose.render import escape_label
@@ -64,16 +65,21 @@ class Exposition:
                     self._plain = self._build(snapshots)
                 return self._plain
             if self._gzipped is None:
-                plain = self._plain if self._plain is not None else self._build(snapshots)
-                self._gzipped = compress(plain)
+                # Straight from the parts: a gzip-only scraper never has the plain body
+                # joined (~24 MB at 1,000 targets).
+                self._gzipped = compress([self._plain] if self._plain is not None
+                                         else self._parts(snapshots))
             return self._gzipped
 
     def _build(self, snapshots: list[Snapshot]) -> bytes:
+        return b"".join(self._parts(snapshots))  # the one copy of the body
+
+    def _parts(self, snapshots: list[Snapshot]) -> list[bytes]:
         up = sum(1 for snap in snapshots if snap.polled and snap.up)
         down = sum(1 for snap in snapshots if snap.polled and not snap.up)
         parts = family_parts(snapshots)
         parts.append(self._self_metrics.render(up, down))
-        return b"".join(parts)  # the one copy of the body
+        return parts
 
 
 def without_target_label(snapshot: Snapshot) -> bytes:
@@ -89,10 +95,28 @@ def without_target_label(snapshot: Snapshot) -> bytes:
     return body.replace(label + b",", b"{").replace(label + b"}", b"")
 
 
-def compress(body: bytes) -> bytes:
+COMPRESS_CHUNK = 64 * 1024
+
+
+def compress(parts: Iterable[bytes]) -> bytes:
+    """gzip of the parts joined, fed to zlib ~64 KiB at a time: no copy of the whole body,
+    chunks under malloc's mmap threshold, and few calls for tens of thousands of parts."""
     # Level 1: ~2.5x faster than 6 on a 10 MB body (~25 ms instead of ~60 ms) for ~25% more
-    # bytes; a scrape's latency and CPU matter more than its size.
-    return gzip.compress(body, compresslevel=1, mtime=0)
+    # bytes; a scrape's latency and CPU matter more than its size. wbits 31: gzip framing
+    # (mtime 0, as gzip.compress(mtime=0) writes).
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for part in parts:
+        chunk.append(part)
+        size += len(part)
+        if size >= COMPRESS_CHUNK:
+            out.append(compressor.compress(b"".join(chunk)))
+            chunk, size = [], 0
+    out.append(compressor.compress(b"".join(chunk)))
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 class TargetExposition:
@@ -121,7 +145,7 @@ class TargetExposition:
                     self._forget_removed()
                 cached = (snapshot, without_target_label(snapshot), None)
             if want_gzip and cached[2] is None:
-                cached = (*cached[:2], compress(cached[1]))
+                cached = (*cached[:2], compress([cached[1]]))
             self._cache[target] = cached
             return cached[2] if want_gzip else cached[1]
 
