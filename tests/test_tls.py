@@ -280,7 +280,9 @@ def test_tls_handshake_eof_at_maxclients_is_kind_maxclients(
 
 def test_a_tls_cluster_is_followed_on_its_tls_ports_with_sni_per_node(
         exporter_factory: ExporterFactory, pki: PKI) -> None:
-    plain, tls_port = cluster_port(), free_port()
+    # With tls-cluster the bus listens on the TLS port + 10000: both need a cluster port.
+    plain = cluster_port()
+    tls_port = next(port for port in iter(cluster_port, None) if port != plain)
     node = one_node_cluster(extra_args=(
         "--tls-port", str(tls_port), "--tls-cluster", "yes", "--tls-replication", "yes",
         "--tls-cert-file", pki.server.cert, "--tls-key-file", pki.server.key,
